@@ -1,0 +1,163 @@
+//! Test support: one control plane per test binary, started on first use (or
+//! the one named by `KUBERAY_TEST_KUBECONFIG`, e.g. started by a script), and
+//! a fresh namespace and client for each test.
+//!
+//! The control plane lives in a static, which Rust never drops; the process
+//! watchdog (see [`crate::process`]) stops it when the test binary exits,
+//! whether the tests passed, panicked or were interrupted.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+
+use crate::{ControlPlane, Options};
+
+/// Set to a kubeconfig path to run tests against an already running cluster.
+pub const KUBECONFIG_ENV: &str = "KUBERAY_TEST_KUBECONFIG";
+
+struct Shared {
+    kubeconfig: PathBuf,
+    plane: Option<ControlPlane>,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+fn shared() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        if let Some(path) = std::env::var_os(KUBECONFIG_ENV) {
+            return Shared {
+                kubeconfig: PathBuf::from(path),
+                plane: None,
+            };
+        }
+        match ControlPlane::start(Options::default()) {
+            Ok(plane) => Shared {
+                kubeconfig: plane.kubeconfig().to_path_buf(),
+                plane: Some(plane),
+            },
+            Err(e) => panic!("the local control plane did not start: {e}"),
+        }
+    })
+}
+
+/// The admin kubeconfig of the test control plane, starting it if needed.
+pub fn kubeconfig() -> &'static Path {
+    &shared().kubeconfig
+}
+
+/// The control plane this binary started, if it started one.
+pub fn control_plane() -> Option<&'static ControlPlane> {
+    shared().plane.as_ref()
+}
+
+/// An admin client of the test control plane.
+pub async fn client() -> kube::Client {
+    crate::client_from_kubeconfig(kubeconfig())
+        .await
+        .unwrap_or_else(|e| panic!("no client for the test control plane: {e}"))
+}
+
+/// A namespace of its own for one test, deleted (in the background) when the
+/// value is dropped.
+pub struct TestNamespace {
+    pub name: String,
+    pub client: kube::Client,
+}
+
+impl TestNamespace {
+    /// A namespaced API of this test's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+/// Creates a namespace named `<prefix>-<random>` and waits until pods can be
+/// created in it (its `default` ServiceAccount exists).
+pub async fn namespace(prefix: &str) -> TestNamespace {
+    let client = client().await;
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{prefix}-")),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let created = api
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("creating a test namespace failed: {e}{}", health()));
+    let name = created.metadata.name.expect("server assigns a name");
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+    wait_until(
+        "the namespace's default ServiceAccount",
+        Duration::from_secs(60),
+        || async { sa.get_opt("default").await.ok().flatten() },
+    )
+    .await;
+    TestNamespace { name, client }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await, and the test's runtime may be shutting down:
+        // delete from a short-lived thread with a runtime of its own.
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(c) = crate::client_from_kubeconfig(kubeconfig()).await {
+                    let _ = Api::<Namespace>::all(c)
+                        .delete(&name, &DeleteParams::background())
+                        .await;
+                }
+            });
+        });
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics after
+/// `timeout` with a message naming `what` and, if a control-plane process
+/// died, which one and why.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "timed out after {}s waiting for {what}{}",
+                timeout.as_secs(),
+                health()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An explanation to append to a failure: empty when every control-plane
+/// process is alive.
+pub fn health() -> String {
+    match control_plane().map(ControlPlane::check) {
+        Some(Err(e)) => format!("\n(the control plane is broken: {e})"),
+        _ => String::new(),
+    }
+}
