@@ -9,6 +9,7 @@ pub mod harness;
 pub mod nodes;
 pub mod pki;
 pub mod process;
+pub mod samples;
 
 use std::path::Path;
 
