@@ -3,13 +3,17 @@
 //! the operator, the CRD generator and tests all build on these types.
 
 pub mod crd;
+pub mod defaults;
 pub mod embedded;
 mod enums;
+pub mod features;
 pub mod raycluster;
 pub mod raycronjob;
 pub mod rayjob;
 pub mod rayservice;
 pub mod schema;
+pub mod tolerant;
+pub mod validation;
 
 pub use raycluster::{RayCluster, RayClusterSpec, RayClusterStatus};
 pub use raycronjob::{RayCronJob, RayCronJobSpec, RayCronJobStatus};

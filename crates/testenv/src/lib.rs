@@ -6,6 +6,7 @@ pub mod binaries;
 pub mod controlplane;
 mod error;
 pub mod harness;
+pub mod jsondiff;
 pub mod nodes;
 pub mod pki;
 pub mod process;
