@@ -7,6 +7,7 @@ pub mod defaults;
 pub mod embedded;
 mod enums;
 pub mod features;
+pub mod names;
 pub mod raycluster;
 pub mod raycronjob;
 pub mod rayjob;

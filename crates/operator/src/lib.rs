@@ -1,1 +1,13 @@
+//! The KubeRay operator in Rust: one module per controller, plus the
+//! shared machinery every controller uses once (caches, expectations, the
+//! applier, events, conditions).
 
+pub mod applier;
+pub mod cache;
+pub mod conditions;
+pub mod config;
+pub mod events;
+pub mod expectations;
+pub mod quantity;
+pub mod raycluster;
+mod trim;

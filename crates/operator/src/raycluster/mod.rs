@@ -1,0 +1,142 @@
+//! The RayCluster controller. A reconcile is a pipeline: read (tolerantly),
+//! default, validate, build the desired children (pure), plan pod changes
+//! (pure), apply, then write the status only if it changed. Everything it
+//! reads comes from watch-fed caches; it never lists from the API server.
+
+pub mod autoscaler;
+pub mod command;
+pub mod hash;
+pub mod pod;
+mod reconcile;
+pub mod scale;
+pub mod service;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::Api;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use kuberay_api::RayCluster;
+use kuberay_api::names::{CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, NODE_TYPE_LABEL};
+use kuberay_api::tolerant::Tolerant;
+
+use crate::cache::{Cache, controller_owner};
+use crate::config::Config;
+use crate::events::Events;
+use crate::expectations::Expectations;
+
+pub use reconcile::Error;
+
+/// Shared state of the RayCluster controller.
+pub struct Context {
+    pub client: Client,
+    pub cfg: Config,
+    pub pods: Cache<Pod>,
+    pub services: Cache<Service>,
+    pub ingresses: Cache<Ingress>,
+    pub service_accounts: Cache<ServiceAccount>,
+    pub roles: Cache<Role>,
+    pub role_bindings: Cache<RoleBinding>,
+    pub expectations: Expectations,
+    pub events: Events,
+    /// Consecutive failures per cluster, for exponential backoff.
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+fn pod_cluster(p: &Pod) -> Option<String> {
+    p.metadata.labels.as_ref()?.get(CLUSTER_LABEL).cloned()
+}
+
+fn owner_cluster<K: ResourceExt>(o: &K) -> Option<String> {
+    controller_owner(o.meta(), "RayCluster")
+}
+
+/// Where the controller watches: every namespace, or one.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    pub namespace: Option<String>,
+}
+
+impl Scope {
+    fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves; in-flight reconciles
+/// finish first.
+pub async fn run(
+    client: Client,
+    cfg: Config,
+    scope: Scope,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        cfg,
+        pods: Cache::new(pod_cluster),
+        services: Cache::new(owner_cluster::<Service>),
+        ingresses: Cache::new(owner_cluster::<Ingress>),
+        service_accounts: Cache::new(owner_cluster::<ServiceAccount>),
+        roles: Cache::new(owner_cluster::<Role>),
+        role_bindings: Cache::new(owner_cluster::<RoleBinding>),
+        expectations: Expectations::default(),
+        events: Events::new(client.clone(), "raycluster-controller"),
+        failures: Mutex::default(),
+    });
+    // Only Ray pods and only what this operator created are cached.
+    let ray_pods = watcher::Config::default()
+        .labels(&format!("{NODE_TYPE_LABEL} in (head,worker,redis-cleanup)"));
+    let ours = watcher::Config::default().labels(&format!("{CREATED_BY_LABEL}={CREATED_BY}"));
+    let triggers = futures::stream::select_all([
+        ctx.pods.run(scope.api(&client), ray_pods).boxed(),
+        ctx.services.run(scope.api(&client), ours.clone()).boxed(),
+        ctx.ingresses.run(scope.api(&client), ours.clone()).boxed(),
+        ctx.service_accounts
+            .run(scope.api(&client), ours.clone())
+            .boxed(),
+        ctx.roles.run(scope.api(&client), ours.clone()).boxed(),
+        ctx.role_bindings.run(scope.api(&client), ours).boxed(),
+    ]);
+    let clusters: Api<Tolerant<RayCluster>> = scope.api(&client);
+    Controller::new(clusters, watcher::Config::default().any_semantic())
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .reconcile_on(triggers)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// Exponential backoff per cluster: 1s, 2s, 4s, ... up to 5 minutes.
+fn error_policy(obj: Arc<Tolerant<RayCluster>>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let mut failures = ctx.failures.lock().unwrap();
+    let n = failures.entry(key.clone()).or_insert(0);
+    *n = (*n + 1).min(16);
+    let delay = Duration::from_secs(1u64 << (*n - 1).min(9)).min(Duration::from_secs(300));
+    tracing::warn!(namespace = %key.0, name = %key.1, error = %err, reason = err.reason(), retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests;
