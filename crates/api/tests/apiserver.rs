@@ -2,52 +2,20 @@
 //! Established, every sample is accepted and reads back with exactly our
 //! defaults added, and bad input is rejected with the API server's message.
 
-use std::time::Duration;
-
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kuberay_api::{RayCluster, RayCronJob, RayJob, RayService, crd, defaults};
-use kuberay_testenv::harness::{self, wait_until};
+use kuberay_testenv::harness;
 use kuberay_testenv::jsondiff::first_difference;
 use kuberay_testenv::samples;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-static CRDS: OnceCell<()> = OnceCell::const_new();
-
-/// Installs (server-side applies) the CRDs once per test binary and waits
-/// until each is Established.
+/// Installs the committed CRDs (equal to `crd::all()`, as `crd_coverage`
+/// proves) once per test binary.
 async fn install_crds() {
-    CRDS.get_or_init(|| async {
-        let client = harness::client().await;
-        let api: Api<CustomResourceDefinition> = Api::all(client);
-        for file in crd::all() {
-            let name = file.crd.metadata.name.clone().unwrap();
-            api.patch(
-                &name,
-                &PatchParams::apply("kuberay-tests").force(),
-                &Patch::Apply(&file.crd),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("installing {name}: {e}"));
-            wait_until(
-                &format!("{name} to be Established"),
-                Duration::from_secs(30),
-                || async {
-                    let c = api.get(&name).await.ok()?;
-                    let established = c
-                        .status?
-                        .conditions?
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    established.then_some(())
-                },
-            )
-            .await;
-        }
-    })
-    .await;
+    static CRDS: OnceCell<()> = OnceCell::const_new();
+    CRDS.get_or_init(harness::install_crds).await;
 }
 
 fn dynamic_api(

@@ -4,6 +4,7 @@
 
 pub mod applier;
 pub mod cache;
+pub mod client;
 pub mod conditions;
 pub mod config;
 pub mod events;

@@ -161,3 +161,44 @@ pub fn health() -> String {
         _ => String::new(),
     }
 }
+
+/// Installs (server-side applies) every CRD in the repository's
+/// `config/crd/bases` and waits until each is Established. Idempotent, so
+/// every test may call it.
+pub async fn install_crds() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crd/bases");
+    let api: Api<CustomResourceDefinition> = Api::all(client().await);
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
+        let name = crd.metadata.name.clone().unwrap();
+        api.patch(
+            &name,
+            &PatchParams::apply("kuberay-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("installing {name}: {e}"));
+        wait_until(
+            &format!("{name} to be Established"),
+            Duration::from_secs(30),
+            || async {
+                let c = api.get(&name).await.ok()?;
+                let ok = c
+                    .status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                ok.then_some(())
+            },
+        )
+        .await;
+    }
+}

@@ -406,8 +406,16 @@ async fn execute(
         match api.delete(&d.pod, &DeleteParams::default()).await {
             Ok(_) => {
                 ctx.expectations.deleted(&key, &d.pod);
+                let related = pod_ref(&ns, &d.pod);
                 ctx.events
-                    .normal(cluster, d.reason, "Delete", d.message.clone())
+                    .about(
+                        cluster,
+                        related,
+                        false,
+                        d.reason,
+                        "Delete",
+                        d.message.clone(),
+                    )
                     .await;
             }
             Err(kube::Error::Api(s)) if s.code == 404 => ctx.expectations.deleted(&key, &d.pod),
@@ -442,9 +450,10 @@ async fn execute(
         {
             Ok(created) => {
                 let msg = format!("Created head Pod {ns}/{}", created.name_any());
+                let related = pod_ref(&ns, &created.name_any());
                 ctx.expectations.created(&key, created);
                 ctx.events
-                    .normal(cluster, "CreatedHeadPod", "Create", msg)
+                    .about(cluster, related, false, "CreatedHeadPod", "Create", msg)
                     .await;
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {}
@@ -476,9 +485,10 @@ async fn execute(
         match r {
             Ok(created) => {
                 let msg = format!("Created worker Pod {ns}/{}", created.name_any());
+                let related = pod_ref(&ns, &created.name_any());
                 ctx.expectations.created(&key, created);
                 ctx.events
-                    .normal(cluster, "CreatedWorkerPod", "Create", msg)
+                    .about(cluster, related, false, "CreatedWorkerPod", "Create", msg)
                     .await;
             }
             Err(e) => {
@@ -491,6 +501,16 @@ async fn execute(
         }
     }
     failure
+}
+
+fn pod_ref(ns: &str, name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(ns.into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
 }
 
 /// Writes `new` if it differs from the stored status (ignoring the update

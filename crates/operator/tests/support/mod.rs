@@ -1,0 +1,198 @@
+//! Running the operator inside a test: one instance per test, scoped to the
+//! test's namespace so tests never share (or fight over) a cluster, on a
+//! runtime of its own so it outlives the test's awaits and can be killed
+//! abruptly like a crashed process.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kuberay_api::RayCluster;
+use kuberay_operator::client::{RequestCounts, counted};
+use kuberay_operator::config::Config;
+use kuberay_operator::raycluster;
+use kuberay_testenv::harness::{self, TestNamespace, wait_until};
+
+pub const TIMEOUT: Duration = Duration::from_secs(90);
+
+pub struct Operator {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub requests: RequestCounts,
+}
+
+impl Operator {
+    /// Starts the RayCluster controller for namespace `ns`.
+    pub fn start(ns: &str, cfg: Config) -> Self {
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let ns = ns.to_string();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let (client, counts) = rt.block_on(async {
+                let kc = kube::config::Kubeconfig::read_from(harness::kubeconfig()).unwrap();
+                let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .unwrap();
+                counted(config).unwrap()
+            });
+            ready_tx.send(counts).unwrap();
+            let scope = raycluster::Scope {
+                namespace: Some(ns),
+            };
+            rt.spawn(raycluster::run(
+                client,
+                cfg,
+                scope,
+                8,
+                std::future::pending(),
+            ));
+            let _ = stop_rx.recv();
+            // Abrupt, like a killed process: in-flight work is dropped.
+            rt.shutdown_background();
+        });
+        let requests = ready_rx.recv().unwrap();
+        Self {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            requests,
+        }
+    }
+
+    /// Stops the operator at once, mid-reconcile if need be.
+    pub fn kill(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// A namespace with the CRDs installed and an operator watching it.
+pub async fn setup(prefix: &str, cfg: Config) -> (TestNamespace, Operator) {
+    // Operator logs show with a failing test's output (RUST_LOG to tune).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,kube_client::client::builder=off".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    harness::install_crds().await;
+    let ns = harness::namespace(prefix).await;
+    let op = Operator::start(&ns.name, cfg);
+    (ns, op)
+}
+
+/// Server-side applies a manifest (YAML) into the test namespace.
+pub async fn apply<K>(ns: &TestNamespace, yaml: &str) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let mut obj: K = serde_yaml::from_str(yaml).unwrap();
+    obj.meta_mut().namespace = Some(ns.name.clone());
+    let name = obj.meta().name.clone().unwrap();
+    ns.api::<K>()
+        .patch(
+            &name,
+            &PatchParams::apply("kuberay-tests").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap()
+}
+
+/// The cluster's pods of one node type (`head`, `worker`), terminating ones excluded.
+pub async fn pods(ns: &TestNamespace, cluster: &str, node_type: &str) -> Vec<Pod> {
+    let lp = ListParams::default().labels(&format!(
+        "ray.io/cluster={cluster},ray.io/node-type={node_type}"
+    ));
+    let list = ns.api::<Pod>().list(&lp).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+/// Waits until the cluster has exactly `workers` workers and one head, all Running.
+pub async fn wait_running(ns: &TestNamespace, cluster: &str, workers: usize) -> (Pod, Vec<Pod>) {
+    wait_until(
+        &format!("{cluster}: a Running head and {workers} Running workers"),
+        TIMEOUT,
+        || async {
+            let heads = pods(ns, cluster, "head").await;
+            let ws = pods(ns, cluster, "worker").await;
+            let running =
+                |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            (heads.len() == 1 && ws.len() == workers && heads.iter().chain(&ws).all(running))
+                .then(|| (heads[0].clone(), ws))
+        },
+    )
+    .await
+}
+
+/// Waits for the cluster's status to satisfy `check`.
+pub async fn wait_status(
+    ns: &TestNamespace,
+    cluster: &str,
+    what: &str,
+    check: impl Fn(&RayCluster) -> bool,
+) -> RayCluster {
+    let api = ns.api::<RayCluster>();
+    wait_until(what, TIMEOUT, || async {
+        let rc = api.get(cluster).await.ok()?;
+        check(&rc).then_some(rc)
+    })
+    .await
+}
+
+pub fn condition(rc: &RayCluster, type_: &str) -> Option<(String, String, String)> {
+    let c = rc
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// The events about object `name`, as (type, reason, note).
+pub async fn events(ns: &TestNamespace, name: &str) -> Vec<(String, String, String)> {
+    let api: Api<Event> = Api::namespaced(ns.client.clone(), &ns.name);
+    let list = api.list(&ListParams::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
