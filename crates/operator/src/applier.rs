@@ -109,6 +109,37 @@ where
     Ok(outcome)
 }
 
+/// Creates `desired` unless an object of that name exists; never updates
+/// it. For objects whose content must not change once made, such as a
+/// generated auth token.
+pub async fn create_if_missing<K>(
+    client: &Client,
+    cache: &Cache<K>,
+    desired: &K,
+) -> Result<Outcome, ApplyError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + Trim
+        + 'static,
+{
+    let ns = desired.namespace().unwrap_or_default();
+    if cache.get(&ns, &desired.name_any()).is_some() {
+        return Ok(Outcome::Unchanged);
+    }
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    match api.create(&Default::default(), desired).await {
+        Ok(_) => Ok(Outcome::Created),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Outcome::Unchanged),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn strip_status(mut v: Value) -> Value {
     if let Some(m) = v.as_object_mut() {
         m.remove("status");

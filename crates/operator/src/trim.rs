@@ -4,7 +4,7 @@
 //! conditions and container states. `managedFields` go everywhere.
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, Pod, PodSpec, PodStatus, Service, ServiceAccount,
+    Container, ContainerStatus, Pod, PodSpec, PodStatus, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -60,6 +60,16 @@ macro_rules! trim_managed_fields {
 }
 
 trim_managed_fields!(Service, ServiceAccount, Role, RoleBinding, Ingress);
+
+/// Only the existence of a Secret matters to reconciles; its data is not
+/// kept in memory.
+impl Trim for Secret {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        self.data = None;
+        self.string_data = None;
+    }
+}
 
 #[cfg(test)]
 mod tests {

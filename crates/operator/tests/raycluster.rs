@@ -427,8 +427,8 @@ async fn a_cluster_at_rest_costs_no_writes() {
         .unwrap()
         .metadata
         .resource_version;
-    // About 30 resyncs.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // A minute's worth of resyncs at KubeRay's pace would be one; this is 60.
+    tokio::time::sleep(Duration::from_secs(30)).await;
     let writes = op.requests.writes() - before;
     assert_eq!(writes, 0, "writes at rest: {:?}", op.requests.snapshot());
     assert_eq!(
@@ -467,4 +467,45 @@ async fn deleting_the_cluster_removes_everything() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn token_auth_gets_a_generated_secret_that_never_changes() {
+    use k8s_openapi::api::core::v1::Secret;
+    let (ns, _op) = setup("rc-auth", Config::default()).await;
+    let yaml = cluster_yaml("secure", 1).replace(
+        "  rayVersion: \"2.46.0\"",
+        "  rayVersion: \"2.52.0\"\n  authOptions:\n    mode: token",
+    );
+    apply::<RayCluster>(&ns, &yaml).await;
+    let (head, _) = wait_running(&ns, "secure", 1).await;
+    let secret = ns.api::<Secret>().get("secure").await.unwrap();
+    let token = secret.data.as_ref().unwrap()["auth_token"].0.clone();
+    assert_eq!(token.len(), 64);
+    let env = head.spec.unwrap().containers[0].env.clone().unwrap();
+    let from = env
+        .iter()
+        .find(|e| e.name == "RAY_AUTH_TOKEN")
+        .unwrap()
+        .value_from
+        .clone()
+        .unwrap();
+    assert_eq!(from.secret_key_ref.unwrap().name, "secure");
+    assert!(
+        env.iter()
+            .any(|e| e.name == "RAY_AUTH_MODE" && e.value.as_deref() == Some("token"))
+    );
+    // Later reconciles leave the token alone.
+    let patch = json!([{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 2}]);
+    ns.api::<RayCluster>()
+        .patch(
+            "secure",
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(patch).unwrap()),
+        )
+        .await
+        .unwrap();
+    wait_running(&ns, "secure", 2).await;
+    let again = ns.api::<Secret>().get("secure").await.unwrap();
+    assert_eq!(again.data.unwrap()["auth_token"].0, token);
 }

@@ -3,6 +3,7 @@
 //! (pure), apply, then write the status only if it changed. Everything it
 //! reads comes from watch-fed caches; it never lists from the API server.
 
+pub mod auth;
 pub mod autoscaler;
 pub mod command;
 pub mod hash;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::Api;
@@ -45,6 +46,7 @@ pub struct Context {
     pub service_accounts: Cache<ServiceAccount>,
     pub roles: Cache<Role>,
     pub role_bindings: Cache<RoleBinding>,
+    pub secrets: Cache<Secret>,
     pub expectations: Expectations,
     pub events: Events,
     /// Consecutive failures per cluster, for exponential backoff.
@@ -95,6 +97,7 @@ pub async fn run(
         service_accounts: Cache::new(owner_cluster::<ServiceAccount>),
         roles: Cache::new(owner_cluster::<Role>),
         role_bindings: Cache::new(owner_cluster::<RoleBinding>),
+        secrets: Cache::new(owner_cluster::<Secret>),
         expectations: Expectations::default(),
         events: Events::new(client.clone(), "raycluster-controller"),
         failures: Mutex::default(),
@@ -111,7 +114,10 @@ pub async fn run(
             .run(scope.api(&client), ours.clone())
             .boxed(),
         ctx.roles.run(scope.api(&client), ours.clone()).boxed(),
-        ctx.role_bindings.run(scope.api(&client), ours).boxed(),
+        ctx.role_bindings
+            .run(scope.api(&client), ours.clone())
+            .boxed(),
+        ctx.secrets.run(scope.api(&client), ours).boxed(),
     ]);
     let clusters: Api<Tolerant<RayCluster>> = scope.api(&client);
     Controller::new(clusters, watcher::Config::default().any_semantic())

@@ -17,7 +17,7 @@ use kuberay_api::{RayCluster, RayClusterStatus, defaults};
 use super::pod::{PodContext, WorkerSlot};
 use super::scale::{Plan, name_of};
 use super::status::{self, Observation, REPLICA_FAILURE, SUSPENDING};
-use super::{Context, autoscaler, hash, pod, scale, service};
+use super::{Context, auth, autoscaler, hash, pod, scale, service};
 use crate::applier::{self, ApplyError, FIELD_MANAGER, Outcome};
 use crate::conditions;
 
@@ -48,6 +48,7 @@ impl Error {
                 "Ingress" => "FailedToCreateIngress",
                 "ServiceAccount" => "FailedToCreateServiceAccount",
                 "Role" => "FailedToCreateRole",
+                "Secret" => "FailedToCreateSecret",
                 _ => "FailedToCreateRoleBinding",
             },
             Error::Replicas(reason, _) => reason,
@@ -126,6 +127,7 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
 
     ctx.pods.wait_ready().await;
     ctx.services.wait_ready().await;
+    ctx.secrets.wait_ready().await;
     let owner = applier::owner_reference(&cluster);
     reconcile_children(&cluster, &ctx, &owner).await?;
 
@@ -308,6 +310,34 @@ async fn reconcile_children(
             "RoleBinding",
         )
         .await?;
+    }
+    if auth::needs_secret(cluster) {
+        let mut secret = auth::secret(cluster);
+        secret.metadata.owner_references = Some(vec![applier::owner_reference(cluster)]);
+        let name = secret.name_any();
+        match applier::create_if_missing(&ctx.client, &ctx.secrets, &secret).await {
+            Ok(Outcome::Created) => {
+                let note = format!(
+                    "Created secret {}/{name}",
+                    cluster.namespace().unwrap_or_default()
+                );
+                ctx.events
+                    .normal(cluster, "CreatedSecret", "Create", note)
+                    .await;
+            }
+            Ok(_) => {}
+            Err(source) => {
+                let err = Error::Child {
+                    kind: "Secret",
+                    name,
+                    source,
+                };
+                ctx.events
+                    .warning(cluster, err.reason(), "Create", err.to_string())
+                    .await;
+                return Err(err);
+            }
+        }
     }
     if cluster.spec.head_group_spec.enable_ingress == Some(true) {
         ensure(
