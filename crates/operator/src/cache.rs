@@ -9,11 +9,14 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, RwLock};
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, reflector::ObjectRef};
-use kube::{Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::scope::Scope;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -48,6 +51,7 @@ pub struct Cache<K> {
     owner_of: OwnerOf<K>,
     ready: watch::Receiver<bool>,
     ready_tx: Arc<watch::Sender<bool>>,
+    unsynced: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl<K> Clone for Cache<K> {
@@ -57,6 +61,7 @@ impl<K> Clone for Cache<K> {
             owner_of: self.owner_of,
             ready: self.ready.clone(),
             ready_tx: self.ready_tx.clone(),
+            unsynced: self.unsynced.clone(),
         }
     }
 }
@@ -77,6 +82,7 @@ where
             owner_of,
             ready: rx,
             ready_tx: Arc::new(tx),
+            unsynced: Arc::default(),
         }
     }
 
@@ -166,8 +172,15 @@ where
         owner
     }
 
-    /// Applies one watch event; returns the owners whose children changed.
-    fn apply(&self, event: Event<K>, relist: &mut Option<Inner<K>>) -> Vec<Key> {
+    /// Applies one watch event of the watcher of `namespace` (all when
+    /// `None`); returns the owners whose children changed. A relist replaces
+    /// only that watcher's namespace, so several watchers can feed one cache.
+    fn apply(
+        &self,
+        event: Event<K>,
+        relist: &mut Option<Inner<K>>,
+        namespace: Option<&str>,
+    ) -> Vec<Key> {
         match event {
             Event::Init => {
                 *relist = Some(Inner::default());
@@ -185,16 +198,16 @@ where
                     return Vec::new();
                 };
                 let mut inner = self.inner.write().unwrap();
+                let in_scope = |k: &Key| namespace.is_none_or(|ns| k.0 == ns);
                 // Every owner seen before or now may have changed.
-                let owners: HashSet<Key> = inner
-                    .by_owner
-                    .keys()
-                    .chain(fresh.by_owner.keys())
-                    .cloned()
-                    .collect();
-                *inner = fresh;
+                let mut owners: HashSet<Key> = fresh.by_owner.keys().cloned().collect();
+                owners.extend(inner.by_owner.keys().filter(|k| in_scope(k)).cloned());
+                inner.objects.retain(|k, _| !in_scope(k));
+                inner.by_owner.retain(|k, _| !in_scope(k));
+                inner.objects.extend(fresh.objects);
+                inner.by_owner.extend(fresh.by_owner);
                 drop(inner);
-                self.ready_tx.send_replace(true);
+                self.synced_one();
                 owners.into_iter().collect()
             }
             Event::Apply(mut obj) => {
@@ -209,34 +222,59 @@ where
         }
     }
 
-    /// Watches `api` (through `config`'s selectors) into the cache, yielding
-    /// the owners to reconcile as `ObjectRef<O>`s. Watch errors are logged
-    /// and retried with backoff inside the stream.
-    pub fn run<O>(
+    /// One watcher finished its first list; the cache is ready when all have.
+    fn synced_one(&self) {
+        let left = self
+            .unsynced
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if left <= 1 {
+            self.unsynced.store(0, std::sync::atomic::Ordering::SeqCst);
+            self.ready_tx.send_replace(true);
+        }
+    }
+
+    /// Watches the kind in every namespace of `scope` (through `config`'s
+    /// selectors) into the cache, yielding the owners to reconcile. Watch
+    /// errors are logged and retried with backoff inside the stream.
+    pub fn watch<O>(
         &self,
-        api: Api<K>,
+        client: &Client,
+        scope: &Scope,
         config: watcher::Config,
-    ) -> impl Stream<Item = ObjectRef<O>> + Send + 'static
+    ) -> BoxStream<'static, ObjectRef<O>>
     where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
         O: Resource<DynamicType = ()> + 'static,
     {
-        let cache = self.clone();
-        let mut relist: Option<Inner<K>> = None;
-        let kind = K::kind(&Default::default()).to_string();
-        kube::runtime::watcher(api, config)
-            .default_backoff()
-            .filter_map(move |event| {
-                let out = match event {
-                    Ok(e) => cache.apply(e, &mut relist),
-                    Err(e) => {
-                        tracing::warn!(kind, error = %e, "watch error; retrying");
-                        Vec::new()
-                    }
-                };
-                futures::future::ready(Some(futures::stream::iter(out)))
-            })
-            .flatten()
+        let namespaces = scope.namespaces();
+        self.unsynced
+            .store(namespaces.len(), std::sync::atomic::Ordering::SeqCst);
+        let streams = namespaces.into_iter().map(|ns| {
+            let api: Api<K> = match &ns {
+                Some(n) => Api::namespaced(client.clone(), n),
+                None => Api::all(client.clone()),
+            };
+            let cache = self.clone();
+            let mut relist: Option<Inner<K>> = None;
+            let kind = K::kind(&()).to_string();
+            kube::runtime::watcher(api, config.clone())
+                .default_backoff()
+                .filter_map(move |event| {
+                    let out = match event {
+                        Ok(e) => cache.apply(e, &mut relist, ns.as_deref()),
+                        Err(e) => {
+                            tracing::warn!(kind, error = %e, "watch error; retrying");
+                            Vec::new()
+                        }
+                    };
+                    futures::future::ready(Some(futures::stream::iter(out)))
+                })
+                .flatten()
+                .boxed()
+        });
+        futures::stream::select_all(streams)
             .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
+            .boxed()
     }
 }
 

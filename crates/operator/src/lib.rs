@@ -11,4 +11,5 @@ pub mod events;
 pub mod expectations;
 pub mod quantity;
 pub mod raycluster;
+pub mod scope;
 mod trim;

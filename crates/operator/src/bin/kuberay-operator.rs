@@ -34,9 +34,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.gates = kuberay_api::features::FeatureGates::parse(&flags.feature_gates)
         .map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await?;
-    let scope = raycluster::Scope {
-        namespace: Some(flags.watch_namespace).filter(|n| !n.is_empty()),
-    };
+    let scope = kuberay_operator::scope::Scope::parse(&flags.watch_namespace);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

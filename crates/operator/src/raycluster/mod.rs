@@ -21,9 +21,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use kuberay_api::RayCluster;
 use kuberay_api::names::{CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, NODE_TYPE_LABEL};
@@ -33,6 +32,7 @@ use crate::cache::{Cache, controller_owner};
 use crate::config::Config;
 use crate::events::Events;
 use crate::expectations::Expectations;
+use crate::scope::Scope;
 
 pub use reconcile::Error;
 
@@ -59,24 +59,6 @@ fn pod_cluster(p: &Pod) -> Option<String> {
 
 fn owner_cluster<K: ResourceExt>(o: &K) -> Option<String> {
     controller_owner(o.meta(), "RayCluster")
-}
-
-/// Where the controller watches: every namespace, or one.
-#[derive(Clone, Debug, Default)]
-pub struct Scope {
-    pub namespace: Option<String>,
-}
-
-impl Scope {
-    fn api<K>(&self, client: &Client) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        match &self.namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
 }
 
 /// Runs the controller until `shutdown` resolves; in-flight reconciles
@@ -107,20 +89,22 @@ pub async fn run(
         .labels(&format!("{NODE_TYPE_LABEL} in (head,worker,redis-cleanup)"));
     let ours = watcher::Config::default().labels(&format!("{CREATED_BY_LABEL}={CREATED_BY}"));
     let triggers = futures::stream::select_all([
-        ctx.pods.run(scope.api(&client), ray_pods).boxed(),
-        ctx.services.run(scope.api(&client), ours.clone()).boxed(),
-        ctx.ingresses.run(scope.api(&client), ours.clone()).boxed(),
-        ctx.service_accounts
-            .run(scope.api(&client), ours.clone())
-            .boxed(),
-        ctx.roles.run(scope.api(&client), ours.clone()).boxed(),
-        ctx.role_bindings
-            .run(scope.api(&client), ours.clone())
-            .boxed(),
-        ctx.secrets.run(scope.api(&client), ours).boxed(),
+        ctx.pods.watch(&client, &scope, ray_pods),
+        ctx.services.watch(&client, &scope, ours.clone()),
+        ctx.ingresses.watch(&client, &scope, ours.clone()),
+        ctx.service_accounts.watch(&client, &scope, ours.clone()),
+        ctx.roles.watch(&client, &scope, ours.clone()),
+        ctx.role_bindings.watch(&client, &scope, ours.clone()),
+        ctx.secrets.watch(&client, &scope, ours),
     ]);
-    let clusters: Api<Tolerant<RayCluster>> = scope.api(&client);
-    Controller::new(clusters, watcher::Config::default().any_semantic())
+    let (reader, writer) = reflector::store();
+    let clusters = scope
+        .watch::<Tolerant<RayCluster>>(&client, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|c| c.metadata.managed_fields = None)
+        .reflect(writer)
+        .touched_objects();
+    Controller::for_stream(clusters, reader)
         .with_config(controller::Config::default().concurrency(concurrency))
         .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)

@@ -44,9 +44,7 @@ impl Operator {
                 counted(config).unwrap()
             });
             ready_tx.send(counts).unwrap();
-            let scope = raycluster::Scope {
-                namespace: Some(ns),
-            };
+            let scope = kuberay_operator::scope::Scope::namespaces_of([ns]);
             rt.spawn(raycluster::run(
                 client,
                 cfg,

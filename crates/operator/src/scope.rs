@@ -1,0 +1,93 @@
+//! Which namespaces the operator watches: all, or a list
+//! (`--watch-namespace=a,b`). Every cache and controller watches through
+//! this, one watch per namespace when a list is given.
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Empty means every namespace.
+    namespaces: Vec<String>,
+}
+
+impl Scope {
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    pub fn namespaces_of(list: impl IntoIterator<Item = String>) -> Self {
+        let mut namespaces: Vec<String> = list
+            .into_iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        Self { namespaces }
+    }
+
+    /// Parses KubeRay's `--watch-namespace` value: comma-separated, empty
+    /// for all namespaces.
+    pub fn parse(flag: &str) -> Self {
+        Self::namespaces_of(flag.split(',').map(String::from))
+    }
+
+    /// `None` stands for every namespace.
+    pub fn namespaces(&self) -> Vec<Option<String>> {
+        if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().cloned().map(Some).collect()
+        }
+    }
+
+    pub fn contains(&self, namespace: &str) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
+    }
+
+    /// One merged watch over every namespace of the scope.
+    pub fn watch<K>(
+        &self,
+        client: &Client,
+        config: watcher::Config,
+    ) -> BoxStream<'static, watcher::Result<Event<K>>>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        let streams = self.namespaces().into_iter().map(|ns| {
+            let api: Api<K> = match ns {
+                Some(n) => Api::namespaced(client.clone(), &n),
+                None => Api::all(client.clone()),
+            };
+            watcher::watcher(api, config.clone()).boxed()
+        });
+        futures::stream::select_all(streams).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kuberays_flag() {
+        assert_eq!(Scope::parse("").namespaces(), vec![None]);
+        let s = Scope::parse("b, a,,a");
+        assert_eq!(
+            s.namespaces(),
+            vec![Some("a".to_string()), Some("b".to_string())]
+        );
+        assert!(s.contains("a") && !s.contains("c"));
+        assert!(Scope::all().contains("anything"));
+    }
+}
