@@ -3,7 +3,10 @@
 //! builders and controllers read it, never the environment directly, so tests
 //! can set any combination.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, EnvVar};
 
 use kuberay_api::features::FeatureGates;
 
@@ -34,6 +37,17 @@ pub struct Config {
     /// `RAYCLUSTER_DEFAULT_REQUEUE_SECONDS_ENV`: periodic resync of a healthy cluster.
     pub resync: Duration,
     pub gates: FeatureGates,
+    /// Configuration file: containers added to every head / worker pod.
+    pub head_sidecars: Vec<Container>,
+    pub worker_sidecars: Vec<Container>,
+    /// Configuration file: env vars every Ray container gets unless it sets them.
+    pub default_envs: Vec<EnvVar>,
+    /// Configuration file: labels and annotations of every Ray pod, where
+    /// the pod template does not set them.
+    pub default_pod_labels: BTreeMap<String, String>,
+    pub default_pod_annotations: BTreeMap<String, String>,
+    /// `DELETE_RAYJOB_CR_AFTER_JOB_FINISHES`: delete a finished RayJob itself.
+    pub delete_rayjob_after_finish: bool,
 }
 
 impl Default for Config {
@@ -48,6 +62,12 @@ impl Default for Config {
             deterministic_head_pod_name: false,
             resync: Duration::from_secs(300),
             gates: FeatureGates::default(),
+            head_sidecars: Vec::new(),
+            worker_sidecars: Vec::new(),
+            default_envs: Vec::new(),
+            default_pod_labels: BTreeMap::new(),
+            default_pod_annotations: BTreeMap::new(),
+            delete_rayjob_after_finish: false,
         }
     }
 }

@@ -1,43 +1,95 @@
-//! The `kuberay-operator` binary: parses flags, then runs the controllers.
+//! The `kuberay-operator` binary: parses KubeRay's flags, sets up logging
+//! and the Kubernetes client, then runs the operator until SIGTERM.
 
 use clap::Parser;
-use kuberay_operator::config::Config;
-use kuberay_operator::raycluster;
+use kuberay_operator::options::{Encoder, Flags, Options};
+use tracing_subscriber::prelude::*;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "kuberay-operator",
-    about = "KubeRay operator for Ray on Kubernetes",
-    version
-)]
-struct Flags {
-    /// Namespace to watch; all namespaces when empty.
-    #[arg(long, default_value = "")]
-    watch_namespace: String,
-    /// RayClusters reconciled in parallel.
-    #[arg(long, default_value_t = 10)]
-    reconcile_concurrency: u16,
-    /// `Name=true,...`: KubeRay's feature gates.
-    #[arg(long, default_value = "")]
-    feature_gates: String,
+fn init_logging(o: &Options) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // zap's numeric levels: higher is more verbose.
+        let level = match o.log_level.as_str() {
+            "debug" => "debug",
+            "error" => "error",
+            "info" | "" => "info",
+            n => match n.parse::<u8>() {
+                Ok(0) | Err(_) => "info",
+                Ok(1) => "debug",
+                Ok(_) => "trace",
+            },
+        };
+        tracing_subscriber::EnvFilter::new(level)
+    });
+    let stdout = match o.stdout_encoder {
+        Encoder::Json => tracing_subscriber::fmt::layer().json().boxed(),
+        Encoder::Console => tracing_subscriber::fmt::layer().boxed(),
+    };
+    let file = match &o.log_file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("log file {}: {e}", path.display()))?;
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f));
+            Some(match o.file_encoder {
+                Encoder::Json => layer.json().boxed(),
+                Encoder::Console => layer.boxed(),
+            })
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stdout)
+        .with(file)
+        .init();
+    Ok(())
+}
+
+async fn signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let flags = Flags::parse();
-    let mut cfg = Config::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
-    cfg.gates = kuberay_api::features::FeatureGates::parse(&flags.feature_gates)
-        .map_err(anyhow::Error::msg)?;
-    let client = kube::Client::try_default().await?;
-    let scope = kuberay_operator::scope::Scope::parse(&flags.watch_namespace);
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let opts = Options::from_flags(
+        flags,
+        |p| std::fs::read_to_string(p),
+        |k| std::env::var(k).ok(),
+    )
+    .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    init_logging(&opts)?;
+    if let Some(s) = &opts.batch_scheduler {
+        tracing::warn!(scheduler = %s, "batch scheduler integration is not implemented yet; pods are created without gang scheduling");
+    }
+    if opts.use_kubernetes_proxy {
+        tracing::warn!(
+            "--use-kubernetes-proxy is not implemented yet; Ray heads are reached directly"
+        );
+    }
+    tracing::info!(gates = ?opts.gates.iter().collect::<Vec<_>>(), "loaded feature gates");
+    let config = match &opts.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
     };
-    raycluster::run(client, cfg, scope, flags.reconcile_concurrency, shutdown).await;
+    let (client, requests) =
+        kuberay_operator::client::limited(config, Some((opts.qps, opts.burst)))?;
+    if let Err(e) = kuberay_operator::manager::run(opts, client, requests, signal()).await {
+        tracing::error!(error = %e, "operator stopped");
+        return Err(e);
+    }
+    tracing::info!("operator stopped");
     Ok(())
 }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -32,7 +32,8 @@ use crate::cache::{Cache, controller_owner};
 use crate::config::Config;
 use crate::events::Events;
 use crate::expectations::Expectations;
-use crate::scope::Scope;
+use crate::manager::Shared;
+use crate::metrics::Metrics;
 
 pub use reconcile::Error;
 
@@ -49,6 +50,7 @@ pub struct Context {
     pub secrets: Cache<Secret>,
     pub expectations: Expectations,
     pub events: Events,
+    pub metrics: Arc<Metrics>,
     /// Consecutive failures per cluster, for exponential backoff.
     failures: Mutex<HashMap<(String, String), u32>>,
 }
@@ -64,15 +66,14 @@ fn owner_cluster<K: ResourceExt>(o: &K) -> Option<String> {
 /// Runs the controller until `shutdown` resolves; in-flight reconciles
 /// finish first.
 pub async fn run(
-    client: Client,
-    cfg: Config,
-    scope: Scope,
-    concurrency: u16,
+    shared: Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let client = shared.client.clone();
+    let scope = shared.scope.clone();
     let ctx = Arc::new(Context {
         client: client.clone(),
-        cfg,
+        cfg: shared.cfg.clone(),
         pods: Cache::new(pod_cluster),
         services: Cache::new(owner_cluster::<Service>),
         ingresses: Cache::new(owner_cluster::<Ingress>),
@@ -82,6 +83,7 @@ pub async fn run(
         secrets: Cache::new(owner_cluster::<Secret>),
         expectations: Expectations::default(),
         events: Events::new(client.clone(), "raycluster-controller"),
+        metrics: shared.metrics.clone(),
         failures: Mutex::default(),
     });
     // Only Ray pods and only what this operator created are cached.
@@ -98,17 +100,58 @@ pub async fn run(
         ctx.secrets.watch(&client, &scope, ours),
     ]);
     let (reader, writer) = reflector::store();
+    shared.metrics.watch_clusters(reader.clone());
+    let gone = ctx.clone();
+    // Each namespace's watch lists once before the RayCluster cache counts
+    // as synced.
+    let unlisted = Arc::new(std::sync::atomic::AtomicUsize::new(
+        scope.namespaces().len(),
+    ));
+    let (listed_tx, mut listed) = tokio::sync::watch::channel(false);
     let clusters = scope
         .watch::<Tolerant<RayCluster>>(&client, watcher::Config::default().any_semantic())
         .default_backoff()
+        .inspect_ok(move |event| {
+            if let watcher::Event::InitDone = event
+                && unlisted.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
+            {
+                listed_tx.send_replace(true);
+            }
+            if let watcher::Event::Delete(c) = event {
+                let (name, ns) = (c.name_any(), c.namespace().unwrap_or_default());
+                gone.metrics
+                    .cluster_deleted(&name, &ns, &c.uid().unwrap_or_default());
+                gone.expectations.forget(&(ns, name));
+            }
+        })
         .modify(|c| c.metadata.managed_fields = None)
         .reflect(writer)
         .touched_objects();
+    let synced = ctx.clone();
+    let readiness = shared.readiness.clone();
+    tokio::spawn(async move {
+        let _ = listed.wait_for(|l| *l).await;
+        tracing::debug!("RayCluster cache synced");
+        synced.pods.wait_ready().await;
+        tracing::debug!("pod cache synced");
+        synced.services.wait_ready().await;
+        tracing::info!("raycluster controller caches synced");
+        readiness.synced();
+    });
     Controller::for_stream(clusters, reader)
-        .with_config(controller::Config::default().concurrency(concurrency))
+        .with_config(controller::Config::default().concurrency(shared.concurrency))
         .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, error_policy, ctx)
+        .run(
+            |obj, ctx: Arc<Context>| async move {
+                let timer = ctx.metrics.reconcile_started("raycluster");
+                let result = reconcile::reconcile(obj, ctx.clone()).await;
+                timer.finish(result.as_ref().err().map(Error::reason));
+                result
+            },
+            error_policy,
+            ctx,
+        )
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile failed");

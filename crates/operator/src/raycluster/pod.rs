@@ -291,9 +291,15 @@ fn pod_labels(
 fn finish_metadata(
     ctx: &PodContext,
     t: PodTemplateSpec,
-    labels: BTreeMap<String, String>,
+    mut labels: BTreeMap<String, String>,
     mut annotations: BTreeMap<String, String>,
 ) -> Pod {
+    for (k, v) in &ctx.cfg.default_pod_labels {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    for (k, v) in &ctx.cfg.default_pod_annotations {
+        annotations.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     if ctx
         .cluster_annotation(OVERWRITE_CONTAINER_CMD_ANNOTATION)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -333,7 +339,18 @@ fn build_ray_container(
     let creator = Creator::of(ctx.cluster);
     let is_head = node_type == HEAD;
     let pod_spec = pod.spec.get_or_insert_with(Default::default);
+    let sidecars = if is_head {
+        &ctx.cfg.head_sidecars
+    } else {
+        &ctx.cfg.worker_sidecars
+    };
+    pod_spec.containers.extend(sidecars.iter().cloned());
     let c = &mut pod_spec.containers[0];
+    for e in &ctx.cfg.default_envs {
+        if !c.env.iter().flatten().any(|x| x.name == e.name) {
+            c.env.get_or_insert_with(Vec::new).push(e.clone());
+        }
+    }
     command::wrap_container_command(c, &ray_start, overwrite, ctx.cfg.login_shell);
     if !c
         .ports

@@ -163,7 +163,21 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
         now: now(),
     };
     let new_status = status::compute(&cluster, &obs);
-    write_status(&ctx, &cluster, new_status).await?;
+    let was_provisioned = conditions::is_true(
+        cluster.status.as_ref().and_then(|s| s.conditions.as_ref()),
+        status::PROVISIONED,
+    );
+    let now_provisioned = conditions::is_true(new_status.conditions.as_ref(), status::PROVISIONED);
+    if write_status(&ctx, &cluster, new_status).await? && now_provisioned && !was_provisioned {
+        let age = cluster
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
+            .unwrap_or_default();
+        ctx.metrics
+            .cluster_provisioned(&name, &ns, &cluster.uid().unwrap_or_default(), age);
+    }
     if let Some((reason, message)) = failure {
         return Err(Error::Replicas(reason, message));
     }

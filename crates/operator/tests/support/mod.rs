@@ -22,6 +22,7 @@ pub struct Operator {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub requests: RequestCounts,
+    pub metrics: std::sync::Arc<kuberay_operator::metrics::Metrics>,
 }
 
 impl Operator {
@@ -43,24 +44,26 @@ impl Operator {
                     .unwrap();
                 counted(config).unwrap()
             });
-            ready_tx.send(counts).unwrap();
-            let scope = kuberay_operator::scope::Scope::namespaces_of([ns]);
-            rt.spawn(raycluster::run(
+            let shared = kuberay_operator::manager::Shared {
                 client,
                 cfg,
-                scope,
-                8,
-                std::future::pending(),
-            ));
+                scope: kuberay_operator::scope::Scope::namespaces_of([ns]),
+                concurrency: 8,
+                metrics: kuberay_operator::metrics::Metrics::new(true, counts.clone()),
+                readiness: Default::default(),
+            };
+            ready_tx.send((counts, shared.metrics.clone())).unwrap();
+            rt.spawn(raycluster::run(shared, std::future::pending()));
             let _ = stop_rx.recv();
             // Abrupt, like a killed process: in-flight work is dropped.
             rt.shutdown_background();
         });
-        let requests = ready_rx.recv().unwrap();
+        let (requests, metrics) = ready_rx.recv().unwrap();
         Self {
             stop: Some(stop_tx),
             thread: Some(thread),
             requests,
+            metrics,
         }
     }
 

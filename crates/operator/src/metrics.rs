@@ -1,0 +1,343 @@
+//! Prometheus metrics: KubeRay's own (`kuberay_cluster_*`, `kuberay_job_*`,
+//! with KubeRay's names, help texts and labels, so existing dashboards keep
+//! working), controller-runtime's reconcile metrics under their usual names,
+//! and the operator's Kubernetes API requests by verb and resource.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use kuberay_api::RayCluster;
+use kuberay_api::names::ORIGINATED_FROM_CRD_LABEL;
+use kuberay_api::tolerant::Tolerant;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::client::RequestCounts;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub controller: String,
+    /// `success`, `error` or `requeue`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub controller: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+}
+
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// Every metric the operator exports.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    reconcile_total: Family<ResultLabels, Counter>,
+    reconcile_errors: Family<ControllerLabels, Counter>,
+    reconcile_errors_by_reason: Family<ReasonLabels, Counter>,
+    reconcile_time: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    active_workers: Family<ControllerLabels, Gauge>,
+    cluster_provisioned_duration: Family<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    clusters: Arc<Mutex<Option<Store<Tolerant<RayCluster>>>>>,
+}
+
+impl Metrics {
+    /// `kuberay_*` metrics only when `kuberay_metrics` (KubeRay's
+    /// `--enable-metrics`); the reconcile and client metrics always.
+    pub fn new(kuberay_metrics: bool, requests: RequestCounts) -> Arc<Self> {
+        let mut registry = Registry::default();
+        let m = Self {
+            registry: Mutex::new(Registry::default()),
+            reconcile_total: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_errors_by_reason: Family::default(),
+            reconcile_time: Family::new_with_constructor(reconcile_histogram),
+            active_workers: Family::default(),
+            cluster_provisioned_duration: Family::default(),
+            clusters: Arc::default(),
+        };
+        registry.register(
+            "controller_runtime_reconcile",
+            "Total number of reconciliations per controller",
+            m.reconcile_total.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_errors",
+            "Total number of reconciliation errors per controller",
+            m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "kuberay_reconcile_errors_by_reason",
+            "Reconciliation errors per controller and stable reason (also the Event reason)",
+            m.reconcile_errors_by_reason.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_time_seconds",
+            "Length of time per reconciliation per controller",
+            m.reconcile_time.clone(),
+        );
+        registry.register(
+            "controller_runtime_active_workers",
+            "Number of currently used workers per controller",
+            m.active_workers.clone(),
+        );
+        registry.register_collector(Box::new(RequestCollector(requests)));
+        if kuberay_metrics {
+            registry.register(
+                "kuberay_cluster_provisioned_duration_seconds",
+                "The time, in seconds, when a RayCluster's `RayClusterProvisioned` status transitions from false (or unset) to true",
+                m.cluster_provisioned_duration.clone(),
+            );
+            registry.register_collector(Box::new(ClusterCollector(m.clusters.clone())));
+        }
+        *m.registry.lock().unwrap() = registry;
+        Arc::new(m)
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry.lock().unwrap())?;
+        Ok(out)
+    }
+
+    /// Lets the `kuberay_cluster_*` collector read the RayCluster cache.
+    pub fn watch_clusters(&self, store: Store<Tolerant<RayCluster>>) {
+        *self.clusters.lock().unwrap() = Some(store);
+    }
+
+    /// Times one reconcile and records its outcome.
+    pub fn reconcile_started(self: &Arc<Self>, controller: &'static str) -> ReconcileTimer {
+        let labels = ControllerLabels {
+            controller: controller.into(),
+        };
+        self.active_workers.get_or_create(&labels).inc();
+        ReconcileTimer {
+            metrics: self.clone(),
+            controller,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    pub fn cluster_provisioned(&self, name: &str, namespace: &str, uid: &str, after: Duration) {
+        let labels = ObjectLabels {
+            name: name.into(),
+            namespace: namespace.into(),
+            uid: uid.into(),
+        };
+        self.cluster_provisioned_duration
+            .get_or_create(&labels)
+            .set(after.as_secs_f64());
+    }
+
+    /// Forgets a deleted cluster's series.
+    pub fn cluster_deleted(&self, name: &str, namespace: &str, uid: &str) {
+        let labels = ObjectLabels {
+            name: name.into(),
+            namespace: namespace.into(),
+            uid: uid.into(),
+        };
+        self.cluster_provisioned_duration.remove(&labels);
+    }
+}
+
+/// Records a reconcile when finished.
+pub struct ReconcileTimer {
+    metrics: Arc<Metrics>,
+    controller: &'static str,
+    start: std::time::Instant,
+}
+
+impl ReconcileTimer {
+    /// `reason` is `None` on success.
+    pub fn finish(self, error_reason: Option<&str>) {
+        let m = &self.metrics;
+        let controller = ControllerLabels {
+            controller: self.controller.into(),
+        };
+        m.active_workers.get_or_create(&controller).dec();
+        m.reconcile_time
+            .get_or_create(&controller)
+            .observe(self.start.elapsed().as_secs_f64());
+        let result = if error_reason.is_some() {
+            "error"
+        } else {
+            "success"
+        };
+        m.reconcile_total
+            .get_or_create(&ResultLabels {
+                controller: self.controller.into(),
+                result: result.into(),
+            })
+            .inc();
+        if let Some(reason) = error_reason {
+            m.reconcile_errors.get_or_create(&controller).inc();
+            m.reconcile_errors_by_reason
+                .get_or_create(&ReasonLabels {
+                    controller: self.controller.into(),
+                    reason: reason.into(),
+                })
+                .inc();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RequestCollector(RequestCounts);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    resource: String,
+}
+
+impl Collector for RequestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let family = Family::<RequestLabels, Counter>::default();
+        for ((method, resource), n) in self.0.snapshot() {
+            family
+                .get_or_create(&RequestLabels { method, resource })
+                .inc_by(n);
+        }
+        let m = encoder.encode_descriptor(
+            "kuberay_kube_client_requests",
+            "Requests to the Kubernetes API server by HTTP method and resource",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(m)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterInfoLabels {
+    name: String,
+    namespace: String,
+    uid: String,
+    owner_kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabels {
+    name: String,
+    namespace: String,
+    uid: String,
+    condition: String,
+}
+
+/// `kuberay_cluster_info` and `kuberay_cluster_condition_provisioned`,
+/// computed from the cache at each scrape, so deleted clusters disappear.
+struct ClusterCollector(Arc<Mutex<Option<Store<Tolerant<RayCluster>>>>>);
+
+impl std::fmt::Debug for ClusterCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterCollector")
+    }
+}
+
+impl Collector for ClusterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let info = Family::<ClusterInfoLabels, Gauge>::default();
+        let provisioned = Family::<ConditionLabels, Gauge>::default();
+        if let Some(store) = self.0.lock().unwrap().as_ref() {
+            for c in store.state() {
+                let (name, namespace, uid) = (
+                    c.name_any(),
+                    c.namespace().unwrap_or_default(),
+                    c.uid().unwrap_or_default(),
+                );
+                let owner_kind = c
+                    .labels()
+                    .get(ORIGINATED_FROM_CRD_LABEL)
+                    .cloned()
+                    .unwrap_or_else(|| "None".into());
+                info.get_or_create(&ClusterInfoLabels {
+                    name: name.clone(),
+                    namespace: namespace.clone(),
+                    uid: uid.clone(),
+                    owner_kind,
+                })
+                .set(1);
+                let is_provisioned = c.parsed.as_ref().ok().is_some_and(|rc| {
+                    crate::conditions::is_true(
+                        rc.status.as_ref().and_then(|s| s.conditions.as_ref()),
+                        crate::raycluster::status::PROVISIONED,
+                    )
+                });
+                provisioned
+                    .get_or_create(&ConditionLabels {
+                        name,
+                        namespace,
+                        uid,
+                        condition: is_provisioned.to_string(),
+                    })
+                    .set(1);
+            }
+        }
+        let m = encoder.encode_descriptor(
+            "kuberay_cluster_info",
+            "Metadata information about RayCluster custom resources",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(m)?;
+        let m = encoder.encode_descriptor(
+            "kuberay_cluster_condition_provisioned",
+            "Indicates whether the RayCluster is provisioned",
+            None,
+            provisioned.metric_type(),
+        )?;
+        provisioned.encode(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_reconcile_and_request_metrics() {
+        let requests = RequestCounts::default();
+        let m = Metrics::new(true, requests);
+        m.reconcile_started("raycluster").finish(None);
+        m.reconcile_started("raycluster")
+            .finish(Some("FailedCreateWorkerPod"));
+        m.cluster_provisioned("rc", "ns", "u1", Duration::from_secs(3));
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"controller_runtime_reconcile_total{controller="raycluster",result="success"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"kuberay_reconcile_errors_by_reason_total{controller="raycluster",reason="FailedCreateWorkerPod"} 1"#), "{text}");
+        assert!(text.contains(r#"kuberay_cluster_provisioned_duration_seconds{name="rc",namespace="ns",uid="u1"} 3.0"#), "{text}");
+        assert!(
+            text.contains("controller_runtime_reconcile_time_seconds_bucket"),
+            "{text}"
+        );
+        m.cluster_deleted("rc", "ns", "u1");
+        assert!(!m.encode().unwrap().contains(r#"name="rc""#));
+    }
+}
