@@ -18,6 +18,9 @@ command -v cargo >/dev/null 2>&1 ||
 step "control-plane binaries"
 bash hack/build-control-plane.sh >/dev/null
 
+step "Ray wheel (for tests against a real Ray head)"
+bash hack/install-ray.sh >/dev/null
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

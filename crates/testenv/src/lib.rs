@@ -10,6 +10,7 @@ pub mod jsondiff;
 pub mod nodes;
 pub mod pki;
 pub mod process;
+pub mod ray;
 pub mod samples;
 
 use std::path::Path;
