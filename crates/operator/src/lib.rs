@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod options;
 pub mod quantity;
 pub mod raycluster;
+pub mod rayjob;
 pub mod scope;
 pub mod server;
 mod trim;

@@ -19,6 +19,8 @@ pub struct Shared {
     pub concurrency: u16,
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    /// How controllers reach Ray dashboards.
+    pub dashboards: Arc<dyn crate::rayjob::Dashboards>,
 }
 
 /// Why the operator stopped, besides a requested shutdown.
@@ -92,6 +94,7 @@ pub async fn run(
         concurrency: opts.concurrency,
         metrics,
         readiness: readiness.clone(),
+        dashboards: Arc::new(crate::rayjob::DirectDashboards),
     };
     if !opts.leader_election {
         run_controllers(shared, stopped()).await;
@@ -143,8 +146,11 @@ async fn run_controllers(
 ) {
     use futures::FutureExt;
     let stop = stop.shared();
-    shared.readiness.expect(1);
-    crate::raycluster::run(shared.clone(), stop.clone()).await;
+    shared.readiness.expect(2);
+    futures::join!(
+        crate::raycluster::run(shared.clone(), stop.clone()),
+        crate::rayjob::run(shared.clone(), shared.dashboards.clone(), stop.clone()),
+    );
 }
 
 fn hostname() -> String {

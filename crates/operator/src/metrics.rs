@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
-use kuberay_api::RayCluster;
 use kuberay_api::names::ORIGINATED_FROM_CRD_LABEL;
 use kuberay_api::tolerant::Tolerant;
+use kuberay_api::{RayCluster, RayJob};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -60,6 +60,17 @@ pub struct Metrics {
     active_workers: Family<ControllerLabels, Gauge>,
     cluster_provisioned_duration: Family<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     clusters: Arc<Mutex<Option<Store<Tolerant<RayCluster>>>>>,
+    job_execution_duration: Family<JobDurationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    jobs: Arc<Mutex<Option<Store<Tolerant<RayJob>>>>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobDurationLabels {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub job_deployment_status: String,
+    pub retry_count: String,
 }
 
 impl Metrics {
@@ -76,6 +87,8 @@ impl Metrics {
             active_workers: Family::default(),
             cluster_provisioned_duration: Family::default(),
             clusters: Arc::default(),
+            job_execution_duration: Family::default(),
+            jobs: Arc::default(),
         };
         registry.register(
             "controller_runtime_reconcile",
@@ -110,6 +123,12 @@ impl Metrics {
                 m.cluster_provisioned_duration.clone(),
             );
             registry.register_collector(Box::new(ClusterCollector(m.clusters.clone())));
+            registry.register(
+                "kuberay_job_execution_duration_seconds",
+                "Duration from when the RayJob CR\u{2019}s JobDeploymentStatus transitions from Initializing to either the Retrying state or a terminal state, such as Complete or Failed. The Retrying state indicates that the CR previously failed and that spec.backoffLimit is enabled.",
+                m.job_execution_duration.clone(),
+            );
+            registry.register_collector(Box::new(JobCollector(m.jobs.clone())));
         }
         *m.registry.lock().unwrap() = registry;
         Arc::new(m)
@@ -125,6 +144,59 @@ impl Metrics {
     /// Lets the `kuberay_cluster_*` collector read the RayCluster cache.
     pub fn watch_clusters(&self, store: Store<Tolerant<RayCluster>>) {
         *self.clusters.lock().unwrap() = Some(store);
+    }
+
+    /// Lets the `kuberay_job_*` collector read the RayJob cache.
+    pub fn watch_jobs(&self, store: Store<Tolerant<RayJob>>) {
+        *self.jobs.lock().unwrap() = Some(store);
+    }
+
+    /// A RayJob left Running for Complete, Failed or Retrying.
+    pub fn job_finished(
+        &self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        status: &str,
+        retry_count: i32,
+        took: Duration,
+    ) {
+        let labels = JobDurationLabels {
+            name: name.into(),
+            namespace: namespace.into(),
+            uid: uid.into(),
+            job_deployment_status: status.into(),
+            retry_count: retry_count.to_string(),
+        };
+        self.job_execution_duration
+            .get_or_create(&labels)
+            .set(took.as_secs_f64());
+    }
+
+    /// Forgets a deleted RayJob's series.
+    pub fn job_deleted(&self, name: &str, namespace: &str, uid: &str) {
+        // The family cannot match partially; drop every series of this job.
+        let stale: Vec<JobDurationLabels> = self.job_series(name, namespace, uid);
+        for l in stale {
+            self.job_execution_duration.remove(&l);
+        }
+    }
+
+    fn job_series(&self, name: &str, namespace: &str, uid: &str) -> Vec<JobDurationLabels> {
+        let mut out = Vec::new();
+        for status in ["Complete", "Failed", "Retrying"] {
+            for retry in 0..64 {
+                let l = JobDurationLabels {
+                    name: name.into(),
+                    namespace: namespace.into(),
+                    uid: uid.into(),
+                    job_deployment_status: status.into(),
+                    retry_count: retry.to_string(),
+                };
+                out.push(l);
+            }
+        }
+        out
     }
 
     /// Times one reconcile and records its outcome.
@@ -339,5 +411,81 @@ mod tests {
         );
         m.cluster_deleted("rc", "ns", "u1");
         assert!(!m.encode().unwrap().contains(r#"name="rc""#));
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobInfoLabels {
+    name: String,
+    namespace: String,
+    uid: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobStatusLabels {
+    name: String,
+    namespace: String,
+    uid: String,
+    deployment_status: String,
+}
+
+/// `kuberay_job_info` and `kuberay_job_deployment_status`, from the cache.
+struct JobCollector(Arc<Mutex<Option<Store<Tolerant<RayJob>>>>>);
+
+impl std::fmt::Debug for JobCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobCollector")
+    }
+}
+
+impl Collector for JobCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let info = Family::<JobInfoLabels, Gauge>::default();
+        let status = Family::<JobStatusLabels, Gauge>::default();
+        if let Some(store) = self.0.lock().unwrap().as_ref() {
+            for j in store.state() {
+                let (name, namespace, uid) = (
+                    j.name_any(),
+                    j.namespace().unwrap_or_default(),
+                    j.uid().unwrap_or_default(),
+                );
+                info.get_or_create(&JobInfoLabels {
+                    name: name.clone(),
+                    namespace: namespace.clone(),
+                    uid: uid.clone(),
+                })
+                .set(1);
+                let deployment_status = j
+                    .parsed
+                    .as_ref()
+                    .ok()
+                    .and_then(|rj| rj.status.as_ref())
+                    .and_then(|s| s.job_deployment_status.as_ref())
+                    .map(|d| d.to_string())
+                    .unwrap_or_default();
+                status
+                    .get_or_create(&JobStatusLabels {
+                        name,
+                        namespace,
+                        uid,
+                        deployment_status,
+                    })
+                    .set(1);
+            }
+        }
+        let m = encoder.encode_descriptor(
+            "kuberay_job_info",
+            "Metadata information about RayJob custom resources",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(m)?;
+        let m = encoder.encode_descriptor(
+            "kuberay_job_deployment_status",
+            "The RayJob's current deployment status",
+            None,
+            status.metric_type(),
+        )?;
+        status.encode(m)
     }
 }

@@ -3,11 +3,13 @@
 //! annotations, the restart policy and container names, phase, IP,
 //! conditions and container states. `managedFields` go everywhere.
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     Container, ContainerStatus, Pod, PodSpec, PodStatus, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kuberay_api::RayCluster;
 
 use crate::cache::Trim;
 
@@ -59,7 +61,15 @@ macro_rules! trim_managed_fields {
     )+};
 }
 
-trim_managed_fields!(Service, ServiceAccount, Role, RoleBinding, Ingress);
+trim_managed_fields!(
+    Service,
+    ServiceAccount,
+    Role,
+    RoleBinding,
+    Ingress,
+    Job,
+    RayCluster
+);
 
 /// Only the existence of a Secret matters to reconciles; its data is not
 /// kept in memory.

@@ -215,7 +215,7 @@ impl ControlPlane {
                 ("--authorization-mode", "RBAC".into()),
                 (
                     "--enable-admission-plugins",
-                    "ServiceAccount,NamespaceLifecycle,LimitRanger,ResourceQuota".into(),
+                    "ServiceAccount,NamespaceLifecycle,LimitRanger,ResourceQuota,ExtendedResourceToleration".into(),
                 ),
                 ("--allow-privileged", "true".into()),
                 // No kubelet serves the `kubernetes` Service's endpoints and

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus};
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -25,6 +25,11 @@ pub struct SimNode {
     pub ip: Option<String>,
 }
 
+/// GPU nodes are tainted as cloud providers taint them; the API server's
+/// ExtendedResourceToleration admission adds the toleration to pods that
+/// request GPUs, so only those land there.
+const GPU_TAINT: &str = "nvidia.com/gpu";
+
 impl SimNode {
     pub fn new(name: &str, cpu: &str, memory: &str) -> Self {
         Self {
@@ -40,6 +45,11 @@ impl SimNode {
 
     pub fn with_gpus(mut self, gpus: u32) -> Self {
         self.gpus = gpus;
+        self
+    }
+
+    pub fn with_label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
         self
     }
 
@@ -74,7 +84,17 @@ impl SimNode {
                 )])),
                 ..Default::default()
             },
-            spec: Some(NodeSpec::default()),
+            spec: Some(NodeSpec {
+                taints: (self.gpus > 0).then(|| {
+                    vec![Taint {
+                        key: GPU_TAINT.into(),
+                        value: Some("present".into()),
+                        effect: "NoSchedule".into(),
+                        time_added: None,
+                    }]
+                }),
+                ..Default::default()
+            }),
             status: Some(NodeStatus {
                 addresses: self.ip.as_ref().map(|ip| {
                     vec![
@@ -103,7 +123,10 @@ pub fn default_nodes() -> Vec<SimNode> {
         SimNode::new("kwok-node-0", "64", "256Gi"),
         SimNode::new("kwok-node-1", "64", "256Gi"),
         SimNode::new("kwok-node-2", "64", "256Gi"),
-        SimNode::new("kwok-gpu-node-0", "64", "512Gi").with_gpus(8),
+        // Labelled like a GKE T4 node, so GPU samples that select one schedule.
+        SimNode::new("kwok-gpu-node-0", "128", "1Ti")
+            .with_gpus(8)
+            .with_label("cloud.google.com/gke-accelerator", "nvidia-tesla-t4"),
     ]
 }
 

@@ -76,9 +76,19 @@ fn head_ready_condition(head: Option<&Pod>) -> (bool, String, String) {
         return (false, "HeadPodNotFound".into(), "Head Pod not found".into());
     };
     let status = head.status.as_ref();
-    let cond = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    let conds = status.and_then(|s| s.conditions.as_ref());
+    // Not scheduled says more than not ready: which nodes refused and why.
+    if let Some(c) = conds.and_then(|cs| {
+        cs.iter()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+    }) {
+        return (
+            false,
+            c.reason.clone().unwrap_or_else(|| "Unschedulable".into()),
+            c.message.clone().unwrap_or_default(),
+        );
+    }
+    let cond = conds.and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
     let Some(c) = cond else {
         let phase = status
             .and_then(|s| s.phase.clone())

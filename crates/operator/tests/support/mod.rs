@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_dashboard;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -26,8 +28,21 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the RayCluster controller for namespace `ns`.
+    /// Starts the controllers for namespace `ns`, reaching dashboards directly.
     pub fn start(ns: &str, cfg: Config) -> Self {
+        Self::start_with(
+            ns,
+            cfg,
+            std::sync::Arc::new(kuberay_operator::rayjob::DirectDashboards),
+        )
+    }
+
+    /// Starts the controllers for namespace `ns`, reaching dashboards through `dashboards`.
+    pub fn start_with(
+        ns: &str,
+        cfg: Config,
+        dashboards: std::sync::Arc<dyn kuberay_operator::rayjob::Dashboards>,
+    ) -> Self {
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let ns = ns.to_string();
@@ -51,8 +66,14 @@ impl Operator {
                 concurrency: 8,
                 metrics: kuberay_operator::metrics::Metrics::new(true, counts.clone()),
                 readiness: Default::default(),
+                dashboards,
             };
             ready_tx.send((counts, shared.metrics.clone())).unwrap();
+            rt.spawn(kuberay_operator::rayjob::run(
+                shared.clone(),
+                shared.dashboards.clone(),
+                std::future::pending(),
+            ));
             rt.spawn(raycluster::run(shared, std::future::pending()));
             let _ = stop_rx.recv();
             // Abrupt, like a killed process: in-flight work is dropped.

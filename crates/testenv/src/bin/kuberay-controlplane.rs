@@ -52,7 +52,11 @@ fn main() -> anyhow::Result<()> {
             let mut fleet: Vec<SimNode> = (0..nodes)
                 .map(|i| SimNode::new(&format!("kwok-node-{i}"), "64", "256Gi"))
                 .collect();
-            fleet.push(SimNode::new("kwok-gpu-node-0", "64", "512Gi").with_gpus(8));
+            fleet.push(
+                SimNode::new("kwok-gpu-node-0", "128", "1Ti")
+                    .with_gpus(8)
+                    .with_label("cloud.google.com/gke-accelerator", "nvidia-tesla-t4"),
+            );
             let started = std::time::Instant::now();
             let plane = ControlPlane::start(Options {
                 dir,

@@ -1,0 +1,248 @@
+//! One reconcile of one RayJob: read tolerantly, validate, take one step of
+//! the state machine, then the bookkeeping every step shares (attempt
+//! counters, retries, end time, metrics) and a status write only on change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kuberay_api::rayjob::{JobDeploymentStatus as D, JobStatus};
+use kuberay_api::schema::MANAGED_BY_KUBERAY;
+use kuberay_api::tolerant::Tolerant;
+use kuberay_api::validation::{validate_rayjob, validate_rayjob_status};
+use kuberay_api::{RayJob, RayJobStatus, defaults};
+
+use super::states::{self, Next};
+use super::{Context, FINALIZER};
+use crate::applier::{ApplyError, FIELD_MANAGER};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Kube(kube::Error),
+    #[error("{0}")]
+    Spec(String),
+    #[error("RayJob head service: {0}")]
+    Service(ApplyError),
+}
+
+impl Error {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesAPIError",
+            Error::Spec(_) => "SubmissionFailed",
+            Error::Service(_) => "FailedToCreateService",
+        }
+    }
+}
+
+pub async fn reconcile(obj: Arc<Tolerant<RayJob>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let mut job = match &obj.parsed {
+        Ok(j) => j.clone(),
+        Err(e) => {
+            let shell = RayJob {
+                metadata: obj.metadata.clone(),
+                spec: Default::default(),
+                status: None,
+            };
+            ctx.events
+                .warning(
+                    &shell,
+                    "InvalidRayJobSpec",
+                    "Validate",
+                    format!("{ns}/{name}: cannot be read: {e}"),
+                )
+                .await;
+            return Ok(Action::await_change());
+        }
+    };
+    if job
+        .spec
+        .managed_by
+        .as_deref()
+        .is_some_and(|m| m != MANAGED_BY_KUBERAY)
+    {
+        return Ok(Action::await_change());
+    }
+    if job.metadata.deletion_timestamp.is_some() {
+        if job.finalizers().iter().any(|f| f == FINALIZER) {
+            states::stop_job(&job, &ctx).await;
+            remove_finalizer(&job, &ctx).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    defaults::job_spec(&mut job.spec);
+    let old = job.status.clone().unwrap_or_default();
+    if ctx.stale(&(ns.clone(), name.clone()), &old) {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let mut st = old.clone();
+    let invalid = validate_rayjob(&job, &ctx.cfg.gates)
+        .err()
+        .or_else(|| validate_rayjob_status(&job).err());
+    if let Some(invalid) = invalid {
+        st.job_deployment_status = Some(D::ValidationFailed);
+        st.reason = Some("ValidationFailed".into());
+        st.message = Some(invalid.to_string());
+        st.observed_generation = job.metadata.generation;
+        if write_status(&job, &old, st, &ctx).await? {
+            ctx.events
+                .warning(
+                    &job,
+                    "InvalidRayJobSpec",
+                    "Validate",
+                    format!("{ns}/{name}: {invalid}"),
+                )
+                .await;
+        }
+        return Ok(Action::await_change());
+    }
+    if st.job_deployment_status == Some(D::ValidationFailed) {
+        // Unlike KubeRay, a fixed spec starts the job instead of staying failed.
+        st = RayJobStatus::default();
+    }
+    if !job.finalizers().iter().any(|f| f == FINALIZER) {
+        add_finalizer(&job, &ctx).await?;
+    }
+    let now = Timestamp::now();
+    let next = states::step(&job, &mut st, &ctx, now).await?;
+    settle(&job, &old, &mut st, now, &ctx);
+    write_status(&job, &old, st, &ctx).await?;
+    ctx.succeeded(&(ns, name));
+    Ok(match next {
+        Next::Wait => Action::await_change(),
+        Next::After(d) if d.is_zero() => Action::requeue(Duration::from_millis(50)),
+        Next::After(d) => Action::requeue(d),
+    })
+}
+
+fn terminal(s: &Option<D>) -> bool {
+    matches!(s, Some(D::Complete) | Some(D::Failed))
+}
+
+/// What every step shares: attempt counters, retries within
+/// `backoffLimit`, the end time, and the execution-duration metric.
+fn settle(job: &RayJob, old: &RayJobStatus, st: &mut RayJobStatus, now: Timestamp, ctx: &Context) {
+    st.observed_generation = job.metadata.generation;
+    st.failed.get_or_insert(0);
+    st.succeeded.get_or_insert(0);
+    let entered = |st: &RayJobStatus, s: D| {
+        st.job_deployment_status == Some(s.clone()) && old.job_deployment_status != Some(s)
+    };
+    let retry_count = old.failed.unwrap_or(0);
+    let entered_complete = entered(st, D::Complete);
+    if entered(st, D::Failed) {
+        st.failed = Some(st.failed.unwrap_or(0) + 1);
+        let retryable = !matches!(
+            st.reason.as_deref(),
+            Some("DeadlineExceeded") | Some("JobStatusCheckTimeoutExceeded")
+        );
+        let limit = job.spec.backoff_limit.unwrap_or(0);
+        if retryable && st.failed.unwrap_or(0) < limit + 1 {
+            st.job_deployment_status = Some(D::Retrying);
+        }
+    }
+    if entered_complete && st.job_status == Some(JobStatus::Succeeded) {
+        st.succeeded = Some(st.succeeded.unwrap_or(0) + 1);
+    }
+    if terminal(&st.job_deployment_status) && !terminal(&old.job_deployment_status) {
+        st.end_time = Some(Time(now));
+    }
+    let finished = matches!(
+        st.job_deployment_status,
+        Some(D::Complete) | Some(D::Failed) | Some(D::Retrying)
+    );
+    if finished
+        && !terminal(&old.job_deployment_status)
+        && old.job_deployment_status != st.job_deployment_status
+    {
+        let took = st
+            .start_time
+            .as_ref()
+            .map(|t| now.duration_since(t.0).unsigned_abs())
+            .unwrap_or_default();
+        let status = st
+            .job_deployment_status
+            .clone()
+            .unwrap_or(D::New)
+            .to_string();
+        ctx.metrics.job_finished(
+            &job.name_any(),
+            &job.namespace().unwrap_or_default(),
+            &job.uid().unwrap_or_default(),
+            &status,
+            retry_count,
+            took,
+        );
+    }
+}
+
+/// Writes the status if it changed. Returns whether it wrote.
+async fn write_status(
+    job: &RayJob,
+    old: &RayJobStatus,
+    new: RayJobStatus,
+    ctx: &Context,
+) -> Result<bool, Error> {
+    if *old == new {
+        return Ok(false);
+    }
+    let api: Api<RayJob> =
+        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let body = serde_json::json!({"apiVersion": "ray.io/v1", "kind": "RayJob", "status": new});
+    api.patch_status(
+        &job.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    ctx.wrote((job.namespace().unwrap_or_default(), job.name_any()), new);
+    Ok(true)
+}
+
+async fn add_finalizer(job: &RayJob, ctx: &Context) -> Result<(), Error> {
+    let api: Api<RayJob> =
+        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let mut finalizers = job.finalizers().to_vec();
+    finalizers.push(FINALIZER.into());
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": job.resource_version()}});
+    api.patch(
+        &job.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    Ok(())
+}
+
+async fn remove_finalizer(job: &RayJob, ctx: &Context) -> Result<(), Error> {
+    let api: Api<RayJob> =
+        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let finalizers: Vec<String> = job
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": job.resource_version()}});
+    match api
+        .patch(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
