@@ -309,8 +309,7 @@ async fn deadlines_fail_the_job_and_are_not_retried() {
 
     // A cluster that can never be scheduled: the job explains why it waits,
     // then hits the pre-running deadline.
-    let stuck = rayjob("stuck", json!({"preRunningDeadlineSeconds": 8}))
-        .replace("containers: \n", "containers: \n");
+    let stuck = rayjob("stuck", json!({"preRunningDeadlineSeconds": 8}));
     let mut v: serde_json::Value = serde_yaml::from_str(&stuck).unwrap();
     v["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["nodeSelector"] =
         json!({"no-such": "node"});

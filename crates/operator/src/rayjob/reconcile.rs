@@ -196,14 +196,20 @@ async fn write_status(
     let api: Api<RayJob> =
         Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     let body = serde_json::json!({"apiVersion": "ray.io/v1", "kind": "RayJob", "status": new});
-    api.patch_status(
-        &job.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(Error::Kube)?;
-    ctx.wrote((job.namespace().unwrap_or_default(), job.name_any()), new);
+    // Remember the status as the server stored it (times at its precision),
+    // which is what the cache will show.
+    let stored = api
+        .patch_status(
+            &job.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(Error::Kube)?;
+    ctx.wrote(
+        (job.namespace().unwrap_or_default(), job.name_any()),
+        stored.status.unwrap_or_default(),
+    );
     Ok(true)
 }
 
