@@ -93,8 +93,14 @@ fn printer_columns_and_categories_match_kuberay() {
 
 #[test]
 fn committed_crds_are_up_to_date() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crd/bases");
-    for file in crd::all() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for (dir, file) in ["config/crd/bases", "helm-chart/kuberay-operator/crds"]
+        .iter()
+        .flat_map(|d| {
+            let dir = root.join(d);
+            crd::all().into_iter().map(move |f| (dir.clone(), f))
+        })
+    {
         let path = dir.join(&file.file_name);
         let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
