@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,14 +11,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kuberay_api::RayCluster;
 use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 use support::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Process {
     child: Child,

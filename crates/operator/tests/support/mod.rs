@@ -20,6 +20,15 @@ use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 
 pub const TIMEOUT: Duration = Duration::from_secs(90);
 
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub struct Operator {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
