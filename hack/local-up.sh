@@ -97,7 +97,6 @@ pids+=($!)
 await "the operator" "${pids[-1]}" "$state/operator.log" 60 \
     curl -fs -o /dev/null "http://127.0.0.1:$probe_port/readyz"
 
-touch "$state/ready"
 cat >&2 <<MSG
 
 Ready: Kubernetes $("${kubectl[@]}" version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n 1) with simulated nodes and the Rust KubeRay operator.
@@ -114,6 +113,9 @@ In another shell:
 Logs: $state/operator.log, $state/controlplane.log, $state/controlplane/logs/
 Ctrl-C here stops everything.
 MSG
+# Marked ready only once the message is out: whoever waits for this file can
+# rely on everything above having been printed.
+touch "$state/ready"
 
 # Returns when either process exits. Both exit 0 only when signalled (Ctrl-C
 # reaches the whole process group, sometimes before this shell's own trap), so
