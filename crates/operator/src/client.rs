@@ -9,57 +9,106 @@ use std::task::{Context, Poll};
 use kube::client::ClientBuilder;
 use tower::{Layer, Service};
 
+/// What one request did, in the terms RBAC grants permissions in: the verb
+/// (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+/// `deletecollection`, and `apply` for a server-side apply, which the API
+/// server also counts apart because it may create the object), the API group
+/// (`""` for the core group) and the resource, with its subresource when
+/// there is one (`rayclusters/status`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiCall {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+}
+
+impl ApiCall {
+    /// Reads a request to the API server; `None` for paths that name no
+    /// resource (`/version`, discovery).
+    pub fn parse(method: &str, uri: &http::Uri, content_type: Option<&str>) -> Option<ApiCall> {
+        let parts: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+        let (group, rest) = match parts.as_slice() {
+            ["api", _version, rest @ ..] => ("", rest),
+            ["apis", group, _version, rest @ ..] => (*group, rest),
+            _ => return None,
+        };
+        // A namespaced path, unless it is the namespace object itself.
+        let rest = match rest {
+            ["namespaces", _ns, tail @ ..] if !tail.is_empty() => tail,
+            other => other,
+        };
+        let (resource, named, sub) = match rest {
+            [res] => (*res, false, None),
+            [res, _name] => (*res, true, None),
+            [res, _name, sub, ..] => (*res, true, Some(*sub)),
+            [] => return None,
+        };
+        let watch = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .any(|kv| kv == "watch=true" || kv == "watch=1");
+        let verb = match (method, named) {
+            ("GET", _) if watch => "watch",
+            ("GET", true) => "get",
+            ("GET", false) => "list",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _)
+                if content_type.is_some_and(|c| c.starts_with("application/apply-patch")) =>
+            {
+                "apply"
+            }
+            ("PATCH", _) => "patch",
+            ("DELETE", true) => "delete",
+            ("DELETE", false) => "deletecollection",
+            _ => return None,
+        };
+        Some(ApiCall {
+            verb: verb.to_string(),
+            group: group.to_string(),
+            resource: match sub {
+                Some(sub) => format!("{resource}/{sub}"),
+                None => resource.to_string(),
+            },
+        })
+    }
+
+    /// Whether the request can change anything.
+    pub fn is_write(&self) -> bool {
+        !matches!(self.verb.as_str(), "get" | "list" | "watch")
+    }
+}
+
 /// Request counts, shared by every clone.
 #[derive(Clone, Default, Debug)]
 pub struct RequestCounts {
-    inner: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+    inner: Arc<Mutex<BTreeMap<ApiCall, u64>>>,
 }
 
 impl RequestCounts {
-    /// Counts by (HTTP method, resource), e.g. ("POST", "pods").
-    pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+    /// Counts by call, e.g. `create` of `pods` in the core group.
+    pub fn snapshot(&self) -> BTreeMap<ApiCall, u64> {
         self.inner.lock().unwrap().clone()
     }
 
-    /// Requests that change something: everything but GET.
+    /// Requests that change something.
     pub fn writes(&self) -> u64 {
         self.snapshot()
             .iter()
-            .filter(|((m, _), _)| m != "GET")
+            .filter(|(call, _)| call.is_write())
             .map(|(_, n)| n)
             .sum()
     }
 
-    fn record(&self, method: &str, path: &str) {
-        *self
-            .inner
-            .lock()
-            .unwrap()
-            .entry((method.to_string(), resource(path)))
-            .or_default() += 1;
-    }
-}
-
-/// The resource of an API path: `/api/v1/namespaces/ns/pods/p` -> `pods`,
-/// `/apis/ray.io/v1/namespaces/ns/rayclusters/x/status` -> `rayclusters`.
-pub fn resource(path: &str) -> String {
-    let parts: Vec<&str> = path
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    let rest = match parts.first() {
-        Some(&"api") => parts.get(2..),
-        Some(&"apis") => parts.get(3..),
-        _ => None,
-    }
-    .unwrap_or_default();
-    match rest {
-        ["namespaces", _, res, ..] => res.to_string(),
-        [res, ..] => res.to_string(),
-        [] => "other".into(),
+    fn record<B>(&self, req: &http::Request<B>) {
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if let Some(call) = ApiCall::parse(req.method().as_str(), req.uri(), content_type) {
+            *self.inner.lock().unwrap().entry(call).or_default() += 1;
+        }
     }
 }
 
@@ -95,7 +144,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        self.counts.record(req.method().as_str(), req.uri().path());
+        self.counts.record(&req);
         self.inner.call(req)
     }
 }
@@ -235,19 +284,67 @@ mod tests {
         assert!(wait <= std::time::Duration::from_millis(100), "{wait:?}");
     }
 
+    fn call(method: &str, uri: &str) -> Option<(String, String, String)> {
+        let c = ApiCall::parse(method, &uri.parse().unwrap(), Some("application/json"))?;
+        Some((c.verb, c.group, c.resource))
+    }
+
+    fn expect(verb: &str, group: &str, resource: &str) -> Option<(String, String, String)> {
+        Some((verb.into(), group.into(), resource.into()))
+    }
+
     #[test]
-    fn resources_are_read_from_paths() {
-        assert_eq!(resource("/api/v1/namespaces/ns/pods/p"), "pods");
-        assert_eq!(resource("/api/v1/namespaces/ns/pods"), "pods");
+    fn requests_are_read_as_rbac_verbs_and_resources() {
         assert_eq!(
-            resource("/apis/ray.io/v1/namespaces/ns/rayclusters/x/status"),
-            "rayclusters"
+            call("GET", "/api/v1/namespaces/ns/pods/p"),
+            expect("get", "", "pods")
         );
         assert_eq!(
-            resource("/apis/coordination.k8s.io/v1/namespaces/ns/leases/l"),
-            "leases"
+            call("GET", "/api/v1/namespaces/ns/pods?labelSelector=a"),
+            expect("list", "", "pods")
         );
-        assert_eq!(resource("/api/v1/nodes?watch=true"), "nodes");
-        assert_eq!(resource("/version"), "other");
+        assert_eq!(
+            call("GET", "/api/v1/pods?watch=true&resourceVersion=1"),
+            expect("watch", "", "pods")
+        );
+        assert_eq!(
+            call("DELETE", "/api/v1/namespaces/ns/pods?labelSelector=a"),
+            expect("deletecollection", "", "pods")
+        );
+        assert_eq!(
+            call("DELETE", "/api/v1/namespaces/ns/pods/p"),
+            expect("delete", "", "pods")
+        );
+        assert_eq!(
+            call(
+                "PATCH",
+                "/apis/ray.io/v1/namespaces/ns/rayclusters/x/status?fieldManager=f"
+            ),
+            expect("patch", "ray.io", "rayclusters/status")
+        );
+        assert_eq!(
+            call("PUT", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l"),
+            expect("update", "coordination.k8s.io", "leases")
+        );
+        assert_eq!(
+            call("POST", "/apis/events.k8s.io/v1/namespaces/ns/events"),
+            expect("create", "events.k8s.io", "events")
+        );
+        assert_eq!(
+            call("GET", "/api/v1/namespaces/ns"),
+            expect("get", "", "namespaces")
+        );
+        let apply = ApiCall::parse(
+            "PATCH",
+            &"/api/v1/namespaces/ns/services/s?fieldManager=f&force=true"
+                .parse()
+                .unwrap(),
+            Some("application/apply-patch+yaml"),
+        )
+        .unwrap();
+        assert_eq!(apply.verb, "apply");
+        assert!(apply.is_write());
+        assert_eq!(call("GET", "/version"), None);
+        assert_eq!(call("GET", "/apis/ray.io/v1"), None);
     }
 }

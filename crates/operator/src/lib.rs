@@ -17,6 +17,7 @@ pub mod options;
 pub mod quantity;
 pub mod raycluster;
 pub mod rayjob;
+pub mod rbac;
 pub mod scope;
 pub mod server;
 mod trim;

@@ -280,21 +280,26 @@ struct RequestCollector(RequestCounts);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    verb: String,
+    group: String,
     resource: String,
 }
 
 impl Collector for RequestCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let family = Family::<RequestLabels, Counter>::default();
-        for ((method, resource), n) in self.0.snapshot() {
+        for (call, n) in self.0.snapshot() {
             family
-                .get_or_create(&RequestLabels { method, resource })
+                .get_or_create(&RequestLabels {
+                    verb: call.verb,
+                    group: call.group,
+                    resource: call.resource,
+                })
                 .inc_by(n);
         }
         let m = encoder.encode_descriptor(
             "kuberay_kube_client_requests",
-            "Requests to the Kubernetes API server by HTTP method and resource",
+            "Requests to the Kubernetes API server by RBAC verb, API group and resource",
             None,
             family.metric_type(),
         )?;

@@ -14,11 +14,8 @@ use kuberay_api::RayCluster;
 use kuberay_testenv::binaries::Binaries;
 use kuberay_testenv::harness::wait_until;
 use kuberay_testenv::samples;
+use support::cli::repo;
 use support::free_port;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Processes whose command line mentions the state directory: every
 /// component the script starts is given a path inside it.

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -17,49 +16,10 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::api::Api;
 use kuberay_api::rayjob::JobDeploymentStatus;
 use kuberay_api::{RayCluster, RayJob};
-use kuberay_testenv::binaries::Binaries;
+use kuberay_operator::rbac;
 use kuberay_testenv::harness::{self, TestNamespace, wait_until};
+use support::cli::*;
 use support::*;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs a command; panics with its output if it fails.
-fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn helm() -> Command {
-    Command::new(Binaries::expected().helm)
-}
-
-fn kubectl() -> Command {
-    let mut c = Command::new(Binaries::expected().kubectl);
-    c.arg(format!("--kubeconfig={}", harness::kubeconfig().display()));
-    c
-}
 
 fn template(chart: &str, ns: &str, sets: &[&str]) -> String {
     let mut c = helm();
@@ -154,27 +114,6 @@ async fn charts_render_and_are_accepted_by_the_api_server() {
     );
 }
 
-/// A kubeconfig that authenticates as `sa` in `ns` with a fresh token.
-fn service_account_kubeconfig(ns: &str, sa: &str, dir: &Path) -> PathBuf {
-    let token = run(
-        kubectl().args(["create", "token", sa, "-n", ns, "--duration=1h"]),
-        None,
-    );
-    let admin: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(harness::kubeconfig()).unwrap()).unwrap();
-    let cluster = admin["clusters"][0]["cluster"].clone();
-    let kc = serde_json::json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "c", "cluster": cluster}],
-        "users": [{"name": sa, "user": {"token": token.trim()}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": sa, "namespace": ns}}],
-        "current-context": "x"
-    });
-    let path = dir.join(format!("{sa}.kubeconfig"));
-    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
-    path
-}
-
 async fn wait_named<K>(ns: &TestNamespace, name: &str) -> K
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -267,12 +206,13 @@ async fn the_helm_installed_operator_works_under_its_own_service_account() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = service_account_kubeconfig(&ns.name, &full, dir.path());
     let log = dir.path().join("operator.log");
+    let metrics = free_port();
     let mut op = Command::new(env!("CARGO_BIN_EXE_kuberay-operator"))
         .arg(format!("--kubeconfig={}", kubeconfig.display()))
         .arg(format!("--watch-namespace={}", ns.name))
         .arg(format!("--leader-election-namespace={}", ns.name))
+        .arg(format!("--metrics-addr=127.0.0.1:{metrics}"))
         .args([
-            "--metrics-addr=0",
             "--health-probe-bind-address=127.0.0.1:0",
             "--log-stdout-encoder=console",
         ])
@@ -302,6 +242,31 @@ async fn the_helm_installed_operator_works_under_its_own_service_account() {
         (j.status?.job_deployment_status? == JobDeploymentStatus::Running).then_some(())
     })
     .await;
+    // Everything it asked of the API server, the Lease included, is within
+    // what the chart grants (tests/rbac.rs checks the rest both ways).
+    let scraped = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut needed = std::collections::BTreeSet::new();
+    for call in calls_in_metrics(&scraped) {
+        needed.extend(rbac::needed(&call));
+    }
+    let mut granted = rbac::permissions(rbac::OPERATOR_RULES);
+    granted.extend(rbac::permissions(rbac::LEADER_ELECTION_RULES));
+    let ungranted: Vec<_> = needed.difference(&granted).collect();
+    assert!(
+        ungranted.is_empty(),
+        "called but not granted: {ungranted:?}"
+    );
+    let leases = rbac::called_permissions(rbac::LEADER_ELECTION_RULES);
+    let unused: Vec<_> = leases.difference(&needed).collect();
+    assert!(
+        unused.is_empty(),
+        "Lease permissions never used: {unused:?}"
+    );
     let _ = op.kill();
     let _ = op.wait();
     let text = std::fs::read_to_string(&log).unwrap();

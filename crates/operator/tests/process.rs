@@ -58,7 +58,9 @@ impl Process {
         text.lines()
             .filter(|l| {
                 l.starts_with("kuberay_kube_client_requests_total{")
-                    && !l.contains("method=\"GET\"")
+                    && !["get", "list", "watch"]
+                        .iter()
+                        .any(|v| l.contains(&format!("verb=\"{v}\"")))
             })
             .filter(|l| !l.contains("resource=\"leases\""))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
@@ -167,7 +169,9 @@ async fn health_readiness_and_metrics() {
         "{text}"
     );
     assert!(
-        text.contains(r#"kuberay_kube_client_requests_total{method="POST",resource="pods"}"#),
+        text.contains(
+            r#"kuberay_kube_client_requests_total{verb="create",group="",resource="pods"}"#
+        ),
         "{text}"
     );
 }

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kuberay_api::rayjob::{JobDeploymentStatus as D, JobStatus};
 use kuberay_api::{RayCluster, RayJob};
 use kuberay_operator::config::Config;
@@ -25,33 +24,6 @@ async fn setup_jobs(prefix: &str) -> (TestNamespace, Operator, FakeDashboard) {
     op.kill();
     let op = Operator::start_with(&ns.name, Config::default(), Arc::new(fake.clone()));
     (ns, op, fake)
-}
-
-/// A RayJob with a one-worker cluster; `extra` is merged into its spec.
-fn rayjob(name: &str, extra: serde_json::Value) -> String {
-    let mut v = json!({
-        "apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": name},
-        "spec": {
-            "entrypoint": "python -c 'print(1)'",
-            "rayClusterSpec": {
-                "rayVersion": "2.52.0",
-                "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"name": "ray-head", "image": "rayproject/ray:2.52.0"}]}}},
-                "workerGroupSpecs": [{"groupName": "w", "replicas": 1, "minReplicas": 0, "maxReplicas": 2, "rayStartParams": {},
-                    "template": {"spec": {"containers": [{"name": "ray-worker", "image": "rayproject/ray:2.52.0"}]}}}]
-            },
-            // Simulated submitter pods wait for the test to finish them.
-            "submitterPodTemplate": {"metadata": {"annotations": {"sim.kuberay-rs.dev/keep-running": "true"}},
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "ray-job-submitter", "image": "rayproject/ray:2.52.0"}]}}
-        }
-    });
-    for (k, val) in extra.as_object().unwrap() {
-        if val.is_null() {
-            v["spec"].as_object_mut().unwrap().remove(k);
-        } else {
-            v["spec"][k] = val.clone();
-        }
-    }
-    serde_yaml::to_string(&v).unwrap()
 }
 
 async fn wait_job(
@@ -77,39 +49,6 @@ fn deployment(j: &RayJob) -> D {
 
 fn status(j: &RayJob) -> kuberay_api::RayJobStatus {
     j.status.clone().unwrap_or_default()
-}
-
-/// Completes (or fails) the simulated submitter pod, as a real `ray job`
-/// command would on exit.
-async fn finish_submitter(ns: &TestNamespace, job: &str, exit_code: i32) {
-    let pods = ns.api::<Pod>();
-    let lp = ListParams::default().labels(&format!("job-name={job}"));
-    let pod = wait_until("the submitter pod", TIMEOUT, || async {
-        pods.list(&lp)
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .find(|p| p.metadata.deletion_timestamp.is_none())
-    })
-    .await;
-    let now = jiff::Timestamp::now().to_string();
-    let phase = if exit_code == 0 {
-        "Succeeded"
-    } else {
-        "Failed"
-    };
-    let patch = json!({"status": {"phase": phase, "containerStatuses": [{
-        "name": "ray-job-submitter", "image": "rayproject/ray:2.52.0", "imageID": "", "ready": false, "restartCount": 0,
-        "state": {"terminated": {"exitCode": exit_code, "reason": if exit_code == 0 {"Completed"} else {"Error"}, "startedAt": now, "finishedAt": now}}
-    }]}});
-    pods.patch_status(
-        &pod.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .unwrap();
 }
 
 #[tokio::test]

@@ -213,9 +213,13 @@ impl ControlPlane {
                 ),
                 ("--service-cluster-ip-range", SERVICE_CIDR.into()),
                 ("--authorization-mode", "RBAC".into()),
+                // OwnerReferencesPermissionEnforcement as OpenShift runs it:
+                // setting owner references then needs delete on the object
+                // and blockOwnerDeletion update on the owner's finalizers,
+                // which the RBAC tests must prove the chart grants.
                 (
                     "--enable-admission-plugins",
-                    "ServiceAccount,NamespaceLifecycle,LimitRanger,ResourceQuota,ExtendedResourceToleration".into(),
+                    "ServiceAccount,NamespaceLifecycle,LimitRanger,ResourceQuota,ExtendedResourceToleration,OwnerReferencesPermissionEnforcement".into(),
                 ),
                 ("--allow-privileged", "true".into()),
                 // No kubelet serves the `kubernetes` Service's endpoints and

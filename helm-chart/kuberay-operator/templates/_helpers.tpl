@@ -185,46 +185,43 @@ The --feature-gates argument, or nothing when featureGates is empty.
 {{- end -}}
 
 {{/*
-What the operator is allowed to do in the namespaces it manages, and no
-more. The Role it creates for each cluster's Ray autoscaler (pods
-get/list/watch, rayclusters get/patch) is within these rules, as Kubernetes
-requires of whoever creates a Role.
+What the operator does in the namespaces it manages, and no more: the rules
+of crates/operator/src/rbac.rs, which say why each is needed, and which the
+test suite checks this list and the operator's real requests against.
+RayService and RayCronJob are absent until their controllers exist.
 */}}
 {{- define "kuberay-operator.rules" -}}
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete, deletecollection, patch]
+  verbs: [get, list, watch, create, delete, deletecollection]
 - apiGroups: [""]
-  resources: [services]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [""]
-  resources: [serviceaccounts]
-  verbs: [get, list, watch, create, patch]
+  resources: [services, serviceaccounts]
+  verbs: [list, watch, create, patch]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch, create]
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, list, watch]
+  verbs: [list, watch, create]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
-  verbs: [get, list, watch, create, patch]
+  verbs: [list, watch, create, patch]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, delete, patch]
+  verbs: [list, watch, create, delete]
 - apiGroups: [ray.io]
-  resources: [rayclusters, rayjobs, rayservices, raycronjobs]
-  verbs: [get, list, watch, create, update, patch, delete]
+  resources: [rayclusters]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [ray.io]
-  resources: [rayclusters/status, rayjobs/status, rayservices/status, raycronjobs/status]
-  verbs: [get, patch, update]
+  resources: [rayjobs]
+  verbs: [list, watch, patch, delete]
 - apiGroups: [ray.io]
-  resources: [rayclusters/finalizers, rayjobs/finalizers, rayservices/finalizers, raycronjobs/finalizers]
+  resources: [rayclusters/status, rayjobs/status]
+  verbs: [patch]
+- apiGroups: [ray.io]
+  resources: [rayclusters/finalizers, rayjobs/finalizers]
   verbs: [update]
 {{- end -}}

@@ -5,18 +5,21 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod fake_dashboard;
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kuberay_api::RayCluster;
 use kuberay_operator::client::{RequestCounts, counted};
 use kuberay_operator::config::Config;
 use kuberay_operator::raycluster;
 use kuberay_testenv::harness::{self, TestNamespace, wait_until};
+use serde_json::json;
 
 pub const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -52,6 +55,17 @@ impl Operator {
         cfg: Config,
         dashboards: std::sync::Arc<dyn kuberay_operator::rayjob::Dashboards>,
     ) -> Self {
+        Self::start_as(ns, cfg, dashboards, harness::kubeconfig().to_path_buf())
+    }
+
+    /// Like [`Operator::start_with`], with the credentials of `kubeconfig`
+    /// (a ServiceAccount's, to test RBAC).
+    pub fn start_as(
+        ns: &str,
+        cfg: Config,
+        dashboards: std::sync::Arc<dyn kuberay_operator::rayjob::Dashboards>,
+        kubeconfig: std::path::PathBuf,
+    ) -> Self {
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let ns = ns.to_string();
@@ -62,7 +76,7 @@ impl Operator {
                 .build()
                 .unwrap();
             let (client, counts) = rt.block_on(async {
-                let kc = kube::config::Kubeconfig::read_from(harness::kubeconfig()).unwrap();
+                let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
                 let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
                     .await
                     .unwrap();
@@ -118,9 +132,8 @@ impl Drop for Operator {
     }
 }
 
-/// A namespace with the CRDs installed and an operator watching it.
-pub async fn setup(prefix: &str, cfg: Config) -> (TestNamespace, Operator) {
-    // Operator logs show with a failing test's output (RUST_LOG to tune).
+/// Operator logs show with a failing test's output (RUST_LOG to tune).
+pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -128,6 +141,11 @@ pub async fn setup(prefix: &str, cfg: Config) -> (TestNamespace, Operator) {
         )
         .with_test_writer()
         .try_init();
+}
+
+/// A namespace with the CRDs installed and an operator watching it.
+pub async fn setup(prefix: &str, cfg: Config) -> (TestNamespace, Operator) {
+    init_logs();
     harness::install_crds().await;
     let ns = harness::namespace(prefix).await;
     let op = Operator::start(&ns.name, cfg);
@@ -226,4 +244,83 @@ pub async fn events(ns: &TestNamespace, name: &str) -> Vec<(String, String, Stri
             )
         })
         .collect()
+}
+
+/// Completes (or fails) the simulated submitter pod, as a real `ray job`
+/// command would on exit.
+pub async fn finish_submitter(ns: &TestNamespace, job: &str, exit_code: i32) {
+    let pods = ns.api::<Pod>();
+    let lp = ListParams::default().labels(&format!("job-name={job}"));
+    let pod = wait_until("the submitter pod", TIMEOUT, || async {
+        pods.list(&lp)
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| p.metadata.deletion_timestamp.is_none())
+    })
+    .await;
+    let now = jiff::Timestamp::now().to_string();
+    let phase = if exit_code == 0 {
+        "Succeeded"
+    } else {
+        "Failed"
+    };
+    let patch = json!({"status": {"phase": phase, "containerStatuses": [{
+        "name": "ray-job-submitter", "image": "rayproject/ray:2.52.0", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": exit_code, "reason": if exit_code == 0 {"Completed"} else {"Error"}, "startedAt": now, "finishedAt": now}}
+    }]}});
+    pods.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+}
+
+/// The API calls counted in an operator's `/metrics` text.
+pub fn calls_in_metrics(text: &str) -> Vec<kuberay_operator::client::ApiCall> {
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let len = line[start..].find('"')?;
+        Some(line[start..start + len].to_string())
+    };
+    text.lines()
+        .filter(|l| l.starts_with("kuberay_kube_client_requests_total{"))
+        .filter_map(|l| {
+            Some(kuberay_operator::client::ApiCall {
+                verb: label(l, "verb")?,
+                group: label(l, "group")?,
+                resource: label(l, "resource")?,
+            })
+        })
+        .collect()
+}
+
+/// A RayJob with a one-worker cluster; `extra` is merged into its spec.
+pub fn rayjob(name: &str, extra: serde_json::Value) -> String {
+    let mut v = json!({
+        "apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": name},
+        "spec": {
+            "entrypoint": "python -c 'print(1)'",
+            "rayClusterSpec": {
+                "rayVersion": "2.52.0",
+                "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"name": "ray-head", "image": "rayproject/ray:2.52.0"}]}}},
+                "workerGroupSpecs": [{"groupName": "w", "replicas": 1, "minReplicas": 0, "maxReplicas": 2, "rayStartParams": {},
+                    "template": {"spec": {"containers": [{"name": "ray-worker", "image": "rayproject/ray:2.52.0"}]}}}]
+            },
+            // Simulated submitter pods wait for the test to finish them.
+            "submitterPodTemplate": {"metadata": {"annotations": {"sim.kuberay-rs.dev/keep-running": "true"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "ray-job-submitter", "image": "rayproject/ray:2.52.0"}]}}
+        }
+    });
+    for (k, val) in extra.as_object().unwrap() {
+        if val.is_null() {
+            v["spec"].as_object_mut().unwrap().remove(k);
+        } else {
+            v["spec"][k] = val.clone();
+        }
+    }
+    serde_yaml::to_string(&v).unwrap()
 }
