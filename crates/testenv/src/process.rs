@@ -133,7 +133,11 @@ impl Processes {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 for c in comps.lock().unwrap().iter_mut() {
+                    if c.reported {
+                        continue;
+                    }
                     if let Some(err) = exited(c) {
+                        c.reported = true;
                         eprintln!("kuberay-testenv: {err}");
                     }
                 }
@@ -176,13 +180,11 @@ impl Drop for Processes {
     }
 }
 
-/// If `c` has exited and was not reported yet, the error that says so.
+/// If `c` has exited, the error that says so. Every caller gets it, however
+/// often it asks (the child keeps its exit status once reaped): the monitor
+/// printing a death must not hide it from `check`.
 fn exited(c: &mut Component) -> Option<Error> {
-    if c.reported {
-        return None;
-    }
     let status = c.child.try_wait().ok().flatten()?;
-    c.reported = true;
     let tail_text = tail(&c.log, 30);
     if let Some(port) = port_in_use(&tail_text) {
         return Some(Error::PortClash {
