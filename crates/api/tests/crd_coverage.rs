@@ -93,7 +93,7 @@ fn printer_columns_and_categories_match_kuberay() {
 
 #[test]
 fn committed_crds_are_up_to_date() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = kuberay_testenv::repo_root();
     for (dir, file) in ["config/crd/bases", "helm-chart/kuberay-operator/crds"]
         .iter()
         .flat_map(|d| {

@@ -32,7 +32,7 @@ pub fn cache_dir() -> PathBuf {
 
 /// The repository's `hack/` directory, for the build script.
 fn hack_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack")
+    crate::repo_root().join("hack")
 }
 
 /// Absolute paths of every binary the control plane runs.

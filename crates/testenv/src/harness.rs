@@ -168,7 +168,7 @@ pub fn health() -> String {
 pub async fn install_crds() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::api::{Patch, PatchParams};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crd/bases");
+    let dir = crate::repo_root().join("config/crd/bases");
     let api: Api<CustomResourceDefinition> = Api::all(client().await);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

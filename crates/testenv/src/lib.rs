@@ -13,12 +13,24 @@ pub mod process;
 pub mod ray;
 pub mod samples;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Node;
 
 pub use controlplane::{ControlPlane, Options};
 pub use error::Error;
+
+/// The repository's root. Read at run time where cargo says (it sets
+/// `CARGO_MANIFEST_DIR` for tests and `cargo run`; every crate lives two
+/// levels below the root), because the compile-time value is stale when a
+/// target directory is shared between checkouts, as CI's cache is: a build
+/// made in another clone counts as fresh here.
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../..")
+}
 
 /// A client for the cluster a kubeconfig file points at (its current context).
 pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, Error> {

@@ -19,7 +19,7 @@ pub fn ray_bin() -> Result<PathBuf, Error> {
     if bin.join("ray").is_file() {
         return Ok(bin);
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/install-ray.sh");
+    let script = crate::repo_root().join("hack/install-ray.sh");
     eprintln!("kuberay-testenv: Ray missing, running {}", script.display());
     let status = Command::new("bash")
         .arg(&script)

@@ -39,9 +39,7 @@ impl Sample {
 pub fn reference_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("KUBERAY_REFERENCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kuberay")
-        });
+        .unwrap_or_else(|| crate::repo_root().join("../shared/kuberay"));
     if dir.join("samples").is_dir() {
         Some(dir)
     } else {

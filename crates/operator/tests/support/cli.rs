@@ -9,7 +9,7 @@ use kuberay_testenv::harness;
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    kuberay_testenv::repo_root()
 }
 
 /// Runs a command; panics with its output if it fails.
