@@ -126,6 +126,28 @@ pub fn identifier(cluster: &str, node_type: &str) -> String {
     check_label(&format!("{cluster}-{node_type}"))
 }
 
+/// Five characters as KubeRay's random suffixes use (no vowels, no
+/// look-alikes): for multi-host replica names and RayJob cluster names.
+pub fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    let mut n = h.finish();
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[(n % ALPHABET.len() as u64) as usize] as char;
+            n /= ALPHABET.len() as u64;
+            c
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

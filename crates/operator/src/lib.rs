@@ -3,6 +3,7 @@
 //! applier, events, conditions).
 
 pub mod applier;
+pub mod backoff;
 pub mod cache;
 pub mod client;
 pub mod conditions;

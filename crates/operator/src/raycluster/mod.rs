@@ -13,9 +13,7 @@ pub mod scale;
 pub mod service;
 pub mod status;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
@@ -28,6 +26,7 @@ use kuberay_api::RayCluster;
 use kuberay_api::names::{CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, NODE_TYPE_LABEL};
 use kuberay_api::tolerant::Tolerant;
 
+use crate::backoff::Failures;
 use crate::cache::{Cache, controller_owner};
 use crate::config::Config;
 use crate::events::Events;
@@ -52,7 +51,7 @@ pub struct Context {
     pub events: Events,
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per cluster, for exponential backoff.
-    failures: Mutex<HashMap<(String, String), u32>>,
+    failures: Failures,
 }
 
 fn pod_cluster(p: &Pod) -> Option<String> {
@@ -84,7 +83,7 @@ pub async fn run(
         expectations: Expectations::default(),
         events: Events::new(client.clone(), "raycluster-controller"),
         metrics: shared.metrics.clone(),
-        failures: Mutex::default(),
+        failures: Failures::default(),
     });
     // Only Ray pods and only what this operator created are cached.
     let ray_pods = watcher::Config::default()
@@ -163,10 +162,7 @@ pub async fn run(
 /// Exponential backoff per cluster: 1s, 2s, 4s, ... up to 5 minutes.
 fn error_policy(obj: Arc<Tolerant<RayCluster>>, err: &Error, ctx: Arc<Context>) -> Action {
     let key = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let mut failures = ctx.failures.lock().unwrap();
-    let n = failures.entry(key.clone()).or_insert(0);
-    *n = (*n + 1).min(16);
-    let delay = Duration::from_secs(1u64 << (*n - 1).min(9)).min(Duration::from_secs(300));
+    let delay = ctx.failures.next_delay(&key);
     tracing::warn!(namespace = %key.0, name = %key.1, error = %err, reason = err.reason(), retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

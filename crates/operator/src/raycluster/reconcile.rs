@@ -192,14 +192,8 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
             .await;
         return Err(Error::Refused(problem));
     }
-    ctx.failures_reset(&key);
+    ctx.failures.reset(&key);
     Ok(Action::requeue(ctx.cfg.resync))
-}
-
-impl Context {
-    fn failures_reset(&self, key: &(String, String)) {
-        self.failures.lock().unwrap().remove(key);
-    }
 }
 
 /// An object with only the metadata, to attach events to an unreadable one.
@@ -209,28 +203,6 @@ fn shell_of(obj: &Tolerant<RayCluster>) -> RayCluster {
         spec: Default::default(),
         status: None,
     }
-}
-
-/// Five characters as KubeRay's random suffixes use (no vowels, no
-/// look-alikes), for multi-host replica names.
-fn random_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    let mut n = h.finish();
-    (0..5)
-        .map(|_| {
-            let c = ALPHABET[(n % ALPHABET.len() as u64) as usize] as char;
-            n /= ALPHABET.len() as u64;
-            c
-        })
-        .collect()
 }
 
 /// Applies one desired child and reports what happened as an event.

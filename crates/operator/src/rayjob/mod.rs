@@ -22,6 +22,7 @@ use kuberay_api::names::{CREATED_BY, CREATED_BY_LABEL};
 use kuberay_api::tolerant::Tolerant;
 use kuberay_api::{RayCluster, RayJob};
 
+use crate::backoff::Failures;
 use crate::cache::{Cache, controller_owner};
 use crate::config::Config;
 use crate::dashboard::DashboardClient;
@@ -62,7 +63,7 @@ pub struct Context {
     pub dashboards: Arc<dyn Dashboards>,
     /// How often a running job's status is polled.
     pub poll: Duration,
-    failures: Mutex<HashMap<(String, String), u32>>,
+    failures: Failures,
     /// The status each RayJob was last written with, until the cache shows
     /// it: a reconcile on the older cached copy would redo a step (and, in
     /// New, pick a second cluster name).
@@ -91,7 +92,7 @@ pub async fn run(
         metrics: shared.metrics.clone(),
         dashboards,
         poll: Duration::from_secs(3),
-        failures: Mutex::default(),
+        failures: Failures::default(),
         written: Mutex::default(),
     });
     let ours = watcher::Config::default().labels(&format!("{CREATED_BY_LABEL}={CREATED_BY}"));
@@ -162,19 +163,12 @@ pub async fn run(
 /// Exponential backoff per RayJob: 1s, 2s, 4s, ... up to 5 minutes.
 fn error_policy(obj: Arc<Tolerant<RayJob>>, err: &Error, ctx: Arc<Context>) -> Action {
     let key = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let mut failures = ctx.failures.lock().unwrap();
-    let n = failures.entry(key.clone()).or_insert(0);
-    *n = (*n + 1).min(16);
-    let delay = Duration::from_secs(1u64 << (*n - 1).min(9)).min(Duration::from_secs(300));
+    let delay = ctx.failures.next_delay(&key);
     tracing::warn!(namespace = %key.0, name = %key.1, error = %err, reason = err.reason(), retry_in = ?delay, "rayjob reconcile failed");
     Action::requeue(delay)
 }
 
 impl Context {
-    fn succeeded(&self, key: &(String, String)) {
-        self.failures.lock().unwrap().remove(key);
-    }
-
     /// Whether the cached status is older than what this operator wrote.
     fn stale(&self, key: &(String, String), cached: &kuberay_api::RayJobStatus) -> bool {
         let mut written = self.written.lock().unwrap();

@@ -114,7 +114,7 @@ pub async fn reconcile(obj: Arc<Tolerant<RayJob>>, ctx: Arc<Context>) -> Result<
     let next = states::step(&job, &mut st, &ctx, now).await?;
     settle(&job, &old, &mut st, now, &ctx);
     write_status(&job, &old, st, &ctx).await?;
-    ctx.succeeded(&(ns, name));
+    ctx.failures.reset(&(ns, name));
     Ok(match next {
         Next::Wait => Action::await_change(),
         Next::After(d) if d.is_zero() => Action::requeue(Duration::from_millis(50)),

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kuberay_api::names::{
-    CLUSTER_LABEL, HEAD, NODE_TYPE_LABEL, head_service_fqdn, head_service_name,
+    CLUSTER_LABEL, HEAD, NODE_TYPE_LABEL, head_service_fqdn, head_service_name, random_suffix,
 };
 use kuberay_api::raycluster::ClusterState;
 use kuberay_api::rayjob::{
@@ -52,27 +52,6 @@ fn selector_cluster(job: &RayJob) -> Option<String> {
         .get(CLUSTER_LABEL)
         .filter(|n| !n.is_empty())
         .cloned()
-}
-
-/// KubeRay's random suffixes: five characters without vowels or look-alikes.
-pub(super) fn random_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    let mut n = h.finish();
-    (0..5)
-        .map(|_| {
-            let c = ALPHABET[(n % ALPHABET.len() as u64) as usize] as char;
-            n /= ALPHABET.len() as u64;
-            c
-        })
-        .collect()
 }
 
 pub(super) fn fail(st: &mut RayJobStatus, reason: &str, message: String) {
