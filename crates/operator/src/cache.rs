@@ -250,10 +250,7 @@ where
         self.unsynced
             .store(namespaces.len(), std::sync::atomic::Ordering::SeqCst);
         let streams = namespaces.into_iter().map(|ns| {
-            let api: Api<K> = match &ns {
-                Some(n) => Api::namespaced(client.clone(), n),
-                None => Api::all(client.clone()),
-            };
+            let api: Api<K> = crate::scope::api_in(client, ns.as_deref());
             let cache = self.clone();
             let mut relist: Option<Inner<K>> = None;
             let kind = K::kind(&()).to_string();

@@ -2,9 +2,13 @@
 //! (`--watch-namespace=a,b`). Every cache and controller watches through
 //! this, one watch per namespace when a list is given.
 
-use futures::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -64,14 +68,57 @@ impl Scope {
             + Send
             + 'static,
     {
-        let streams = self.namespaces().into_iter().map(|ns| {
-            let api: Api<K> = match ns {
-                Some(n) => Api::namespaced(client.clone(), &n),
-                None => Api::all(client.clone()),
-            };
-            watcher::watcher(api, config.clone()).boxed()
-        });
+        let streams = self
+            .namespaces()
+            .into_iter()
+            .map(|ns| watcher::watcher(api_in(client, ns.as_deref()), config.clone()).boxed());
         futures::stream::select_all(streams).boxed()
+    }
+
+    /// A controller's watch of its own kind: [`Scope::watch`], retried with
+    /// backoff, and a signal that turns true once the watch of every
+    /// namespace has listed, when a store fed from it holds everything.
+    pub fn watch_listed<K>(
+        &self,
+        client: &Client,
+        config: watcher::Config,
+    ) -> (
+        BoxStream<'static, watcher::Result<Event<K>>>,
+        tokio::sync::watch::Receiver<bool>,
+    )
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        let unlisted = Arc::new(AtomicUsize::new(self.namespaces().len()));
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        let stream = self
+            .watch::<K>(client, config)
+            .default_backoff()
+            .inspect_ok(move |event| {
+                if let Event::InitDone = event
+                    && unlisted.fetch_sub(1, Ordering::SeqCst) == 1
+                {
+                    listed_tx.send_replace(true);
+                }
+            })
+            .boxed();
+        (stream, listed)
+    }
+}
+
+/// The API of `K` in one namespace, or in all for `None`.
+pub fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
     }
 }
 

@@ -101,21 +101,10 @@ pub async fn run(
     let (reader, writer) = reflector::store();
     shared.metrics.watch_clusters(reader.clone());
     let gone = ctx.clone();
-    // Each namespace's watch lists once before the RayCluster cache counts
-    // as synced.
-    let unlisted = Arc::new(std::sync::atomic::AtomicUsize::new(
-        scope.namespaces().len(),
-    ));
-    let (listed_tx, mut listed) = tokio::sync::watch::channel(false);
-    let clusters = scope
-        .watch::<Tolerant<RayCluster>>(&client, watcher::Config::default().any_semantic())
-        .default_backoff()
+    let (clusters, mut listed) = scope
+        .watch_listed::<Tolerant<RayCluster>>(&client, watcher::Config::default().any_semantic());
+    let clusters = clusters
         .inspect_ok(move |event| {
-            if let watcher::Event::InitDone = event
-                && unlisted.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
-            {
-                listed_tx.send_replace(true);
-            }
             if let watcher::Event::Delete(c) = event {
                 let (name, ns) = (c.name_any(), c.namespace().unwrap_or_default());
                 gone.metrics

@@ -104,20 +104,11 @@ pub async fn run(
     ]);
     let (reader, writer) = reflector::store();
     shared.metrics.watch_jobs(reader.clone());
-    let unlisted = Arc::new(std::sync::atomic::AtomicUsize::new(
-        scope.namespaces().len(),
-    ));
-    let (listed_tx, mut listed) = tokio::sync::watch::channel(false);
     let gone = ctx.clone();
-    let rayjobs = scope
-        .watch::<Tolerant<RayJob>>(&client, watcher::Config::default().any_semantic())
-        .default_backoff()
+    let (rayjobs, mut listed) =
+        scope.watch_listed::<Tolerant<RayJob>>(&client, watcher::Config::default().any_semantic());
+    let rayjobs = rayjobs
         .inspect_ok(move |event| {
-            if let watcher::Event::InitDone = event
-                && unlisted.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
-            {
-                listed_tx.send_replace(true);
-            }
             if let watcher::Event::Delete(j) = event {
                 gone.metrics.job_deleted(
                     &j.name_any(),
