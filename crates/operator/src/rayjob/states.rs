@@ -92,6 +92,16 @@ fn until(now: Timestamp, at: Option<Timestamp>) -> Next {
     }
 }
 
+/// What ends Initializing and Running alike: a suspension (to Suspending)
+/// or a passed deadline (to Failed). Returns whether either happened.
+fn interrupted(job: &RayJob, st: &mut RayJobStatus, now: Timestamp, pre_running: bool) -> bool {
+    if job.spec.suspend == Some(true) {
+        st.job_deployment_status = Some(D::Suspending);
+        return true;
+    }
+    check_deadlines(job, st, now, pre_running)
+}
+
 /// Fails the job if `activeDeadlineSeconds` (or, before it runs,
 /// `preRunningDeadlineSeconds`) has passed. Returns whether it did.
 fn check_deadlines(job: &RayJob, st: &mut RayJobStatus, now: Timestamp, pre_running: bool) -> bool {
@@ -281,11 +291,7 @@ async fn initializing(
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Next, Error> {
-    if job.spec.suspend == Some(true) {
-        st.job_deployment_status = Some(D::Suspending);
-        return Ok(Next::After(Duration::ZERO));
-    }
-    if check_deadlines(job, st, now, true) {
+    if interrupted(job, st, now, true) {
         return Ok(Next::After(Duration::ZERO));
     }
     let Some(c) = get_or_create_cluster(job, st, ctx).await? else {
@@ -486,11 +492,7 @@ async fn running(
     ctx: &Context,
     now: Timestamp,
 ) -> Result<Next, Error> {
-    if job.spec.suspend == Some(true) {
-        st.job_deployment_status = Some(D::Suspending);
-        return Ok(Next::After(Duration::ZERO));
-    }
-    if check_deadlines(job, st, now, false) {
+    if interrupted(job, st, now, false) {
         return Ok(Next::After(Duration::ZERO));
     }
     // Ray said the job ended but the deployment did not follow in time.
