@@ -10,9 +10,7 @@ use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::Api;
 use kuberay_api::rayjob::JobDeploymentStatus;
 use kuberay_api::{RayCluster, RayJob};
@@ -222,13 +220,9 @@ async fn the_helm_installed_operator_works_under_its_own_service_account() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let cluster = "apiVersion: ray.io/v1\nkind: RayCluster\nmetadata:\n  name: rbac\nspec:\n  rayVersion: \"2.52.0\"\n  enableInTreeAutoscaling: true\n  authOptions:\n    mode: token\n  headGroupSpec:\n    enableIngress: true\n    rayStartParams: {}\n    template:\n      spec:\n        containers:\n        - name: ray-head\n          image: rayproject/ray:2.52.0\n  workerGroupSpecs:\n  - groupName: w\n    replicas: 1\n    minReplicas: 0\n    maxReplicas: 3\n    rayStartParams: {}\n    template:\n      spec:\n        containers:\n        - name: ray-worker\n          image: rayproject/ray:2.52.0\n";
-    apply::<RayCluster>(&ns, cluster).await;
+    apply::<RayCluster>(&ns, CLUSTER_WITH_EVERY_CHILD).await;
     wait_running(&ns, "rbac", 1).await;
-    wait_named::<Role>(&ns, "rbac").await;
-    wait_named::<ServiceAccount>(&ns, "rbac").await;
-    wait_named::<Secret>(&ns, "rbac").await;
-    wait_named::<Ingress>(&ns, "rbac-head-ingress").await;
+    wait_every_child(&ns).await;
     wait_status(&ns, "rbac", "the status written", |rc| {
         condition(rc, "RayClusterProvisioned").is_some()
     })

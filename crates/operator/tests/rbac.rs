@@ -9,10 +9,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use kuberay_api::raycluster::ClusterState;
@@ -144,36 +142,11 @@ async fn the_operator_needs_every_declared_permission_and_no_other() {
         kubeconfig,
     );
 
-    // A RayCluster with every kind of child: autoscaler RBAC, auth token,
-    // ingress; then a worker removed by name, then suspended.
-    let cluster = json!({
-        "apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "rbac"},
-        "spec": {
-            "rayVersion": "2.52.0", "enableInTreeAutoscaling": true, "authOptions": {"mode": "token"},
-            "headGroupSpec": {"enableIngress": true, "rayStartParams": {},
-                "template": {"spec": {"containers": [{"name": "ray-head", "image": "rayproject/ray:2.52.0"}]}}},
-            "workerGroupSpecs": [{"groupName": "w", "replicas": 1, "minReplicas": 0, "maxReplicas": 3, "rayStartParams": {},
-                "template": {"spec": {"containers": [{"name": "ray-worker", "image": "rayproject/ray:2.52.0"}]}}}]
-        }
-    });
-    apply::<RayCluster>(&ns, &serde_yaml::to_string(&cluster).unwrap()).await;
+    // A RayCluster with every kind of child, then a worker removed by name,
+    // then suspended.
+    apply::<RayCluster>(&ns, CLUSTER_WITH_EVERY_CHILD).await;
     let (_, workers) = wait_running(&ns, "rbac", 1).await;
-    // A refused request shows as a child that never appears.
-    wait_until(
-        "the autoscaler's RBAC, token and ingress",
-        TIMEOUT,
-        || async {
-            ns.api::<Role>().get_opt("rbac").await.ok()??;
-            ns.api::<RoleBinding>().get_opt("rbac").await.ok()??;
-            ns.api::<ServiceAccount>().get_opt("rbac").await.ok()??;
-            ns.api::<Secret>().get_opt("rbac").await.ok()??;
-            ns.api::<Ingress>()
-                .get_opt("rbac-head-ingress")
-                .await
-                .ok()?
-        },
-    )
-    .await;
+    wait_every_child(&ns).await;
     let clusters = ns.api::<RayCluster>();
     let victim = workers[0].name_any();
     clusters

@@ -324,3 +324,55 @@ pub fn rayjob(name: &str, extra: serde_json::Value) -> String {
     }
     serde_yaml::to_string(&v).unwrap()
 }
+
+/// A RayCluster `rbac` with a child of every kind the operator makes: the
+/// autoscaler's ServiceAccount, Role and RoleBinding, the auth token Secret,
+/// the head ingress, and one worker.
+pub const CLUSTER_WITH_EVERY_CHILD: &str = r#"
+apiVersion: ray.io/v1
+kind: RayCluster
+metadata:
+  name: rbac
+spec:
+  rayVersion: "2.52.0"
+  enableInTreeAutoscaling: true
+  authOptions: {mode: token}
+  headGroupSpec:
+    enableIngress: true
+    rayStartParams: {}
+    template:
+      spec:
+        containers: [{name: ray-head, image: "rayproject/ray:2.52.0"}]
+  workerGroupSpecs:
+  - groupName: w
+    replicas: 1
+    minReplicas: 0
+    maxReplicas: 3
+    rayStartParams: {}
+    template:
+      spec:
+        containers: [{name: ray-worker, image: "rayproject/ray:2.52.0"}]
+"#;
+
+/// Waits for every child of [`CLUSTER_WITH_EVERY_CHILD`] but its pods;
+/// under RBAC, a refused request shows as a child that never appears.
+pub async fn wait_every_child(ns: &TestNamespace) {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    use k8s_openapi::api::networking::v1::Ingress;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    wait_until(
+        "the autoscaler's RBAC, token and ingress",
+        TIMEOUT,
+        || async {
+            ns.api::<Role>().get_opt("rbac").await.ok()??;
+            ns.api::<RoleBinding>().get_opt("rbac").await.ok()??;
+            ns.api::<ServiceAccount>().get_opt("rbac").await.ok()??;
+            ns.api::<Secret>().get_opt("rbac").await.ok()??;
+            ns.api::<Ingress>()
+                .get_opt("rbac-head-ingress")
+                .await
+                .ok()?
+        },
+    )
+    .await;
+}
