@@ -24,6 +24,17 @@ pub struct Deletion {
     pub message: String,
 }
 
+impl Deletion {
+    /// A worker pod to delete, with the event message that says why.
+    fn worker(pod: &Pod, message: String) -> Self {
+        Deletion {
+            pod: name_of(pod).into(),
+            reason: "DeletedWorkerPod",
+            message,
+        }
+    }
+}
+
 /// Everything one reconcile should do to the cluster's pods.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -247,14 +258,13 @@ pub fn plan(
         .filter(|p| label(p, NODE_TYPE_LABEL) == Some(WORKER) && !is_terminating(p))
     {
         if let Some(g) = label(p, GROUP_LABEL).filter(|g| !groups.contains(g)) {
-            plan.deletions.push(Deletion {
-                pod: name_of(p).into(),
-                reason: "DeletedWorkerPod",
-                message: format!(
+            plan.deletions.push(Deletion::worker(
+                p,
+                format!(
                     "Deleted worker Pod {} of group {g}, which is no longer in the spec",
                     name_of(p)
                 ),
-            });
+            ));
         }
     }
     plan
@@ -283,21 +293,16 @@ fn plan_single_host(ctx: &GroupCtx, plan: &mut Plan) {
     let mut alive: Vec<&Arc<Pod>> = Vec::new();
     for p in &ctx.members {
         if let Some(why) = broken(p, WORKER).filter(|_| !is_terminating(p)) {
-            plan.deletions.push(Deletion {
-                pod: name_of(p).into(),
-                reason: "DeletedWorkerPod",
-                message: why,
-            });
+            plan.deletions.push(Deletion::worker(p, why));
         } else if ctx.to_delete.contains(name_of(p)) {
             if !is_terminating(p) {
-                plan.deletions.push(Deletion {
-                    pod: name_of(p).into(),
-                    reason: "DeletedWorkerPod",
-                    message: format!(
+                plan.deletions.push(Deletion::worker(
+                    p,
+                    format!(
                         "Deleted pod {} of group {group} as listed in workersToDelete",
                         name_of(p)
                     ),
-                });
+                ));
             }
         } else {
             alive.push(p);
@@ -325,14 +330,13 @@ fn plan_single_host(ctx: &GroupCtx, plan: &mut Plan) {
         });
         let excess = surplus.len().saturating_sub(desired);
         for p in surplus.into_iter().take(excess) {
-            plan.deletions.push(Deletion {
-                pod: name_of(p).into(),
-                reason: "DeletedWorkerPod",
-                message: format!(
+            plan.deletions.push(Deletion::worker(
+                p,
+                format!(
                     "Deleted Pod {} of group {group} to scale down to {desired}",
                     name_of(p)
                 ),
-            });
+            ));
         }
     }
 }
@@ -350,11 +354,10 @@ fn plan_multi_host(ctx: &GroupCtx, plan: &mut Plan, suffix: Suffix) {
     }
     let delete_replica = |plan: &mut Plan, pods: &[&Arc<Pod>], why: &str| {
         for p in pods.iter().filter(|p| !is_terminating(p)) {
-            plan.deletions.push(Deletion {
-                pod: name_of(p).into(),
-                reason: "DeletedWorkerPod",
-                message: format!("Deleted worker Pod {} for group {group}: {why}", name_of(p)),
-            });
+            plan.deletions.push(Deletion::worker(
+                p,
+                format!("Deleted worker Pod {} for group {group}: {why}", name_of(p)),
+            ));
         }
     };
     let mut valid: Vec<(&str, i32)> = Vec::new();
