@@ -16,9 +16,8 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, reflector::ObjectRef};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::scope::Scope;
+use crate::scope::{Listed, Scope};
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
 
 /// Drops what no reconcile reads before an object is cached.
 pub trait Trim {
@@ -49,9 +48,7 @@ impl<K> Default for Inner<K> {
 pub struct Cache<K> {
     inner: Arc<RwLock<Inner<K>>>,
     owner_of: OwnerOf<K>,
-    ready: watch::Receiver<bool>,
-    ready_tx: Arc<watch::Sender<bool>>,
-    unsynced: Arc<std::sync::atomic::AtomicUsize>,
+    listed: Listed,
 }
 
 impl<K> Clone for Cache<K> {
@@ -59,9 +56,7 @@ impl<K> Clone for Cache<K> {
         Self {
             inner: self.inner.clone(),
             owner_of: self.owner_of,
-            ready: self.ready.clone(),
-            ready_tx: self.ready_tx.clone(),
-            unsynced: self.unsynced.clone(),
+            listed: self.listed.clone(),
         }
     }
 }
@@ -76,13 +71,10 @@ where
     K::DynamicType: Default,
 {
     pub fn new(owner_of: OwnerOf<K>) -> Self {
-        let (tx, rx) = watch::channel(false);
         Self {
             inner: Arc::default(),
             owner_of,
-            ready: rx,
-            ready_tx: Arc::new(tx),
-            unsynced: Arc::default(),
+            listed: Listed::default(),
         }
     }
 
@@ -90,8 +82,7 @@ where
     /// cache would claim objects do not exist and the operator would create
     /// duplicates.
     pub async fn wait_ready(&self) {
-        let mut rx = self.ready.clone();
-        let _ = rx.wait_for(|r| *r).await;
+        self.listed.wait().await;
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
@@ -207,7 +198,7 @@ where
                 inner.objects.extend(fresh.objects);
                 inner.by_owner.extend(fresh.by_owner);
                 drop(inner);
-                self.synced_one();
+                self.listed.one_listed();
                 owners.into_iter().collect()
             }
             Event::Apply(mut obj) => {
@@ -219,17 +210,6 @@ where
                 let mut inner = self.inner.write().unwrap();
                 self.remove(&mut inner, &obj).into_iter().collect()
             }
-        }
-    }
-
-    /// One watcher finished its first list; the cache is ready when all have.
-    fn synced_one(&self) {
-        let left = self
-            .unsynced
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        if left <= 1 {
-            self.unsynced.store(0, std::sync::atomic::Ordering::SeqCst);
-            self.ready_tx.send_replace(true);
         }
     }
 
@@ -247,8 +227,7 @@ where
         O: Resource<DynamicType = ()> + 'static,
     {
         let namespaces = scope.namespaces();
-        self.unsynced
-            .store(namespaces.len(), std::sync::atomic::Ordering::SeqCst);
+        self.listed.expect(namespaces.len());
         let streams = namespaces.into_iter().map(|ns| {
             let api: Api<K> = crate::scope::api_in(client, ns.as_deref());
             let cache = self.clone();

@@ -82,10 +82,7 @@ impl Scope {
         &self,
         client: &Client,
         config: watcher::Config,
-    ) -> (
-        BoxStream<'static, watcher::Result<Event<K>>>,
-        tokio::sync::watch::Receiver<bool>,
-    )
+    ) -> (BoxStream<'static, watcher::Result<Event<K>>>, Listed)
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + Clone
@@ -94,20 +91,60 @@ impl Scope {
             + Send
             + 'static,
     {
-        let unlisted = Arc::new(AtomicUsize::new(self.namespaces().len()));
-        let (listed_tx, listed) = tokio::sync::watch::channel(false);
+        let listed = Listed::default();
+        listed.expect(self.namespaces().len());
+        let counter = listed.clone();
         let stream = self
             .watch::<K>(client, config)
             .default_backoff()
             .inspect_ok(move |event| {
-                if let Event::InitDone = event
-                    && unlisted.fetch_sub(1, Ordering::SeqCst) == 1
-                {
-                    listed_tx.send_replace(true);
+                if let Event::InitDone = event {
+                    counter.one_listed();
                 }
             })
             .boxed();
         (stream, listed)
+    }
+}
+
+/// Turns true once the watch of every namespace has made its first list
+/// (relists later keep it true): until then a store fed by the watches
+/// would claim that objects do not exist. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct Listed {
+    left: Arc<AtomicUsize>,
+    tx: Arc<tokio::sync::watch::Sender<bool>>,
+    rx: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Default for Listed {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        Self {
+            left: Arc::default(),
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+}
+
+impl Listed {
+    /// Expects `watches` first lists.
+    pub fn expect(&self, watches: usize) {
+        self.left.store(watches, Ordering::SeqCst);
+    }
+
+    /// One watch made its first list (or a later one).
+    pub fn one_listed(&self) {
+        if self.left.fetch_sub(1, Ordering::SeqCst) <= 1 {
+            self.left.store(0, Ordering::SeqCst);
+            self.tx.send_replace(true);
+        }
+    }
+
+    /// Waits until every watch has listed.
+    pub async fn wait(&self) {
+        let _ = self.rx.clone().wait_for(|l| *l).await;
     }
 }
 
@@ -136,5 +173,17 @@ mod tests {
         );
         assert!(s.contains("a") && !s.contains("c"));
         assert!(Scope::all().contains("anything"));
+    }
+
+    #[tokio::test]
+    async fn listed_turns_true_once_every_watch_listed_and_stays() {
+        let listed = Listed::default();
+        listed.expect(2);
+        listed.one_listed();
+        assert!(!*listed.rx.borrow());
+        listed.one_listed();
+        listed.wait().await;
+        listed.one_listed();
+        assert!(*listed.rx.borrow(), "a relist keeps it listed");
     }
 }

@@ -101,7 +101,7 @@ pub async fn run(
     let (reader, writer) = reflector::store();
     shared.metrics.watch_clusters(reader.clone());
     let gone = ctx.clone();
-    let (clusters, mut listed) = scope
+    let (clusters, listed) = scope
         .watch_listed::<Tolerant<RayCluster>>(&client, watcher::Config::default().any_semantic());
     let clusters = clusters
         .inspect_ok(move |event| {
@@ -118,7 +118,7 @@ pub async fn run(
     let synced = ctx.clone();
     let readiness = shared.readiness.clone();
     tokio::spawn(async move {
-        let _ = listed.wait_for(|l| *l).await;
+        listed.wait().await;
         tracing::debug!("RayCluster cache synced");
         synced.pods.wait_ready().await;
         tracing::debug!("pod cache synced");

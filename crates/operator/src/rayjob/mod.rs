@@ -105,7 +105,7 @@ pub async fn run(
     let (reader, writer) = reflector::store();
     shared.metrics.watch_jobs(reader.clone());
     let gone = ctx.clone();
-    let (rayjobs, mut listed) =
+    let (rayjobs, listed) =
         scope.watch_listed::<Tolerant<RayJob>>(&client, watcher::Config::default().any_semantic());
     let rayjobs = rayjobs
         .inspect_ok(move |event| {
@@ -123,7 +123,7 @@ pub async fn run(
     let synced = ctx.clone();
     let readiness = shared.readiness.clone();
     tokio::spawn(async move {
-        let _ = listed.wait_for(|l| *l).await;
+        listed.wait().await;
         synced.clusters.wait_ready().await;
         synced.jobs.wait_ready().await;
         tracing::info!("rayjob controller caches synced");
