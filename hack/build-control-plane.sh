@@ -2,10 +2,12 @@
 # Builds the local control plane's binaries from the Go module proxy and caches
 # them outside the repository, so a second run only checks that they exist.
 #
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes)
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+#   kubelet, kube-proxy                                               (k8s.io/kubernetes)
 #   etcd                                                              (go.etcd.io/etcd/server/v3)
 #   kwok                                                              (sigs.k8s.io/kwok)
 #   helm                                                              (helm.sh/helm/v3)
+#   coredns, with only the plugins the real nodes use (hack/coredns)  (github.com/coredns/coredns)
 #
 # Each lands in $KUBERAY_RS_CACHE/<component>-<version>/bin and is moved there
 # only after a successful build, so an interrupted run never leaves a broken
@@ -67,7 +69,7 @@ have_all() { local d="$1"; shift; for b in "$@"; do [ -x "$d/$b" ] || return 1; 
 
 # --- Kubernetes ----------------------------------------------------------
 k8s_bin="$cache/k8s-$K8S_VERSION/bin"
-if ! have_all "$k8s_bin" kube-apiserver kube-controller-manager kube-scheduler kubectl; then
+if ! have_all "$k8s_bin" kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; then
   log "building Kubernetes $K8S_VERSION (first time only; about 15-25 minutes on 2 cores)"
   src="$cache/src/k8s-$K8S_VERSION"
   new_wrapper "$src"
@@ -89,7 +91,8 @@ if ! have_all "$k8s_bin" kube-apiserver kube-controller-manager kube-scheduler k
   (cd "$src" && go mod edit "-require=k8s.io/kubernetes@$K8S_VERSION" "${replaces[@]}")
   go_get "$src" "k8s.io/kubernetes@$K8S_VERSION"
   cmds=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+        k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
   v="k8s.io/component-base/version"
   cv="k8s.io/client-go/pkg/version"
   date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -137,3 +140,24 @@ if ! have_all "$helm_bin" helm; then
   build "$src" "$helm_bin" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 fi
 echo "HELM_BIN=$helm_bin"
+
+# --- CoreDNS -------------------------------------------------------------
+# Our own main package (hack/coredns) links only the plugins the real nodes
+# use, which builds in a fraction of the time of CoreDNS's full plugin set.
+coredns_bin="$cache/coredns-$COREDNS_VERSION-$(cat "$here/coredns/main.go" | sha256sum | cut -c1-12)/bin"
+if ! have_all "$coredns_bin" coredns; then
+  log "building coredns $COREDNS_VERSION"
+  src="$cache/src/coredns-$COREDNS_VERSION"
+  new_wrapper "$src"
+  cp "$here/coredns/main.go" "$src/main.go"
+  go_get "$src" "github.com/coredns/coredns@$COREDNS_VERSION"
+  (cd "$src" && go mod tidy >"$src/tidy.log" 2>&1) || {
+    tail -n 20 "$src/tidy.log" >&2
+    die "go mod tidy for coredns failed (see above)."
+  }
+  build "$src" "$coredns_bin.build" "" .
+  mkdir -p "$coredns_bin"
+  mv "$coredns_bin.build"/* "$coredns_bin/coredns"
+  rm -rf "$coredns_bin.build"
+fi
+echo "COREDNS_BIN=$coredns_bin"

@@ -45,6 +45,9 @@ pub struct Binaries {
     pub kubectl: PathBuf,
     pub kwok: PathBuf,
     pub helm: PathBuf,
+    pub kubelet: PathBuf,
+    pub kube_proxy: PathBuf,
+    pub coredns: PathBuf,
 }
 
 impl Binaries {
@@ -57,7 +60,28 @@ impl Binaries {
                 .join("bin")
         };
         let k8s = dir("k8s", "K8S_VERSION");
+        // The build script names CoreDNS's directory after its main
+        // package too, since that decides which plugins are linked.
+        let coredns_src = crate::repo_root().join("hack/coredns/main.go");
+        let coredns_key = std::fs::read(&coredns_src)
+            .map(|b| {
+                use sha2::Digest;
+                sha2::Sha256::digest(&b)
+                    .iter()
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<String>()[..12]
+                    .to_string()
+            })
+            .unwrap_or_default();
         Self {
+            kubelet: k8s.join("kubelet"),
+            kube_proxy: k8s.join("kube-proxy"),
+            coredns: cache
+                .join(format!(
+                    "coredns-{}-{coredns_key}",
+                    version("COREDNS_VERSION")
+                ))
+                .join("bin/coredns"),
             etcd: dir("etcd", "ETCD_VERSION").join("etcd"),
             kube_apiserver: k8s.join("kube-apiserver"),
             kube_controller_manager: k8s.join("kube-controller-manager"),
@@ -68,8 +92,11 @@ impl Binaries {
         }
     }
 
-    fn all(&self) -> [&Path; 7] {
+    fn all(&self) -> [&Path; 10] {
         [
+            &self.kubelet,
+            &self.kube_proxy,
+            &self.coredns,
             &self.etcd,
             &self.kube_apiserver,
             &self.kube_controller_manager,

@@ -1,20 +1,32 @@
-//! Starting and stopping a whole local control plane on loopback: etcd,
+//! Starting and stopping a whole local control plane: etcd,
 //! kube-apiserver (RBAC and ServiceAccount admission on), the controller
 //! manager (garbage collection, Jobs, EndpointSlices, namespaces, service
-//! accounts), the scheduler, and KWOK with a fleet of simulated nodes.
+//! accounts), the scheduler, KWOK with a fleet of simulated nodes, and real
+//! nodes (see [`crate::realnodes`]) when asked for.
+//!
+//! Without real nodes everything listens on loopback. With them, the API
+//! server listens on the host's end of the link to the nodes' network
+//! namespace instead, so that kubelets, pods (through the `kubernetes`
+//! Service) and the host all reach it at one address.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use crate::Error;
+use crate::addresses::{
+    SIMULATED_POD_CIDR, SIMULATED_SERVICE_CIDR, Slot, simulated_kubernetes_service_ip,
+    simulated_node_ip,
+};
 use crate::binaries::{Binaries, version};
+use crate::image::ImageSpec;
 use crate::nodes::{STAGES, SimNode, default_nodes};
-use crate::pki::{CertFiles, Pki, SERVICE_CIDR};
+use crate::pki::{CertFiles, Pki, PkiOptions};
 use crate::process::Processes;
+use crate::realnodes::{RealNodeOptions, RealNodes, StartContext};
 
 /// How a control plane is started.
 #[derive(Debug, Clone)]
@@ -24,8 +36,13 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// Where to write the admin kubeconfig in addition to `<dir>/admin.kubeconfig`.
     pub kubeconfig: Option<PathBuf>,
+    /// Simulated (KWOK) nodes. Beside real nodes they are tainted, so
+    /// that only pods which tolerate `kwok.x-k8s.io/node` land there.
     pub nodes: Vec<SimNode>,
-    /// How long the whole start may take before it is reported as stuck.
+    /// Real nodes (kubelet, containerd, kube-proxy, CoreDNS); none if unset.
+    pub real_nodes: Option<RealNodeOptions>,
+    /// How long the whole start may take before it is reported as stuck
+    /// (real nodes add their own allowance).
     pub timeout: Duration,
 }
 
@@ -35,14 +52,35 @@ impl Default for Options {
             dir: None,
             kubeconfig: None,
             nodes: default_nodes(),
+            real_nodes: None,
             timeout: Duration::from_secs(120),
         }
     }
 }
 
+impl Options {
+    /// A control plane whose pods run for real: `count` real nodes and no
+    /// simulated ones.
+    pub fn real(count: u8) -> Self {
+        Self {
+            nodes: Vec::new(),
+            real_nodes: Some(RealNodeOptions {
+                count,
+                ..Default::default()
+            }),
+            ..Self::default()
+        }
+    }
+}
+
+/// The taint simulated nodes carry when real nodes are there too.
+pub const SIMULATED_NODE_TAINT: &str = "kwok.x-k8s.io/node";
+
 /// A running control plane. Dropping it stops every process.
 pub struct ControlPlane {
     processes: Processes,
+    /// After `processes`: dropped (releasing the slot) once they are stopped.
+    real: Option<RealNodes>,
     kubeconfig: PathBuf,
     server: String,
     dir: PathBuf,
@@ -124,8 +162,25 @@ impl ControlPlane {
         };
         let started = Instant::now();
         let ports = Ports::pick()?;
-        let pki = Pki::generate(&dir.join("pki"))?;
-        let server = format!("https://127.0.0.1:{}", ports.apiserver);
+        let real = match &opts.real_nodes {
+            Some(r) => Some(RealNodes::prepare(r, &dir)?),
+            None => None,
+        };
+        let slot = real.as_ref().map(RealNodes::slot);
+        let apiserver_ip = slot.map_or(std::net::Ipv4Addr::LOCALHOST, Slot::host_ip);
+        let service_cidr = slot.map_or(SIMULATED_SERVICE_CIDR.to_string(), Slot::service_cidr);
+        let pki = Pki::generate(
+            &dir.join("pki"),
+            &PkiOptions {
+                kubernetes_service_ip: slot.map_or(
+                    simulated_kubernetes_service_ip(),
+                    Slot::kubernetes_service_ip,
+                ),
+                apiserver_ips: vec![apiserver_ip],
+                nodes: real.as_ref().map(RealNodes::identities).unwrap_or_default(),
+            },
+        )?;
+        let server = format!("https://{apiserver_ip}:{}", ports.apiserver);
         let kubeconfig = dir.join("admin.kubeconfig");
         write_kubeconfig(&kubeconfig, &server, &pki.ca_cert, &pki.admin, "admin")?;
         let kcm_config = dir.join("controller-manager.kubeconfig");
@@ -148,7 +203,42 @@ impl ControlPlane {
         std::fs::write(&stages, STAGES).map_err(|e| Error::io(&stages, e))?;
 
         let mut procs = Processes::new(&dir.join("logs"))?;
+        if let Some(r) = &real {
+            procs.set_cleanup(r.cleanup_script());
+        }
         let p = |s: &Path| s.display().to_string();
+        // With real nodes: the Node authorizer and NodeRestriction for the
+        // kubelets' identities, the `kubernetes` Service's endpoint kept by
+        // the API server itself, and the API server's own client
+        // certificate towards kubelets (logs, exec, port-forward), which it
+        // reaches at their InternalIP (it would look their names up in DNS).
+        let node_flags: Vec<(&str, String)> = match &real {
+            None => vec![
+                ("--authorization-mode", "RBAC".into()),
+                // No kubelet serves the `kubernetes` Service's endpoints
+                // and loopback is not a valid endpoint address.
+                ("--endpoint-reconciler-type", "none".into()),
+            ],
+            Some(_) => vec![
+                ("--authorization-mode", "Node,RBAC".into()),
+                ("--endpoint-reconciler-type", "lease".into()),
+                ("--kubelet-certificate-authority", p(&pki.ca_cert)),
+                (
+                    "--kubelet-client-certificate",
+                    p(&pki.apiserver_kubelet_client.cert),
+                ),
+                ("--kubelet-client-key", p(&pki.apiserver_kubelet_client.key)),
+                ("--kubelet-preferred-address-types", "InternalIP".into()),
+            ],
+        };
+        let admission = match &real {
+            None => {
+                "ServiceAccount,NamespaceLifecycle,LimitRanger,ResourceQuota,ExtendedResourceToleration,OwnerReferencesPermissionEnforcement"
+            }
+            Some(_) => {
+                "ServiceAccount,NamespaceLifecycle,LimitRanger,ResourceQuota,ExtendedResourceToleration,OwnerReferencesPermissionEnforcement,NodeRestriction"
+            }
+        };
 
         procs.spawn(
             "etcd",
@@ -195,8 +285,8 @@ impl ControlPlane {
                     "--etcd-servers",
                     format!("http://127.0.0.1:{}", ports.etcd_client),
                 ),
-                ("--bind-address", "127.0.0.1".into()),
-                ("--advertise-address", "127.0.0.1".into()),
+                ("--bind-address", apiserver_ip.to_string()),
+                ("--advertise-address", apiserver_ip.to_string()),
                 ("--secure-port", ports.apiserver.to_string()),
                 ("--cert-dir", p(&dir.join("apiserver-certs"))),
                 ("--tls-cert-file", p(&pki.serving.cert)),
@@ -211,24 +301,20 @@ impl ControlPlane {
                     "--service-account-issuer",
                     "https://kubernetes.default.svc.cluster.local".into(),
                 ),
-                ("--service-cluster-ip-range", SERVICE_CIDR.into()),
-                ("--authorization-mode", "RBAC".into()),
+                ("--service-cluster-ip-range", service_cidr.clone()),
                 // OwnerReferencesPermissionEnforcement as OpenShift runs it:
                 // setting owner references then needs delete on the object
                 // and blockOwnerDeletion update on the owner's finalizers,
                 // which the RBAC tests must prove the chart grants.
-                (
-                    "--enable-admission-plugins",
-                    "ServiceAccount,NamespaceLifecycle,LimitRanger,ResourceQuota,ExtendedResourceToleration,OwnerReferencesPermissionEnforcement".into(),
-                ),
+                ("--enable-admission-plugins", admission.into()),
                 ("--allow-privileged", "true".into()),
-                // No kubelet serves the `kubernetes` Service's endpoints and
-                // loopback is not a valid endpoint address; leave them alone.
-                ("--endpoint-reconciler-type", "none".into()),
                 ("--max-requests-inflight", "2000".into()),
                 ("--max-mutating-requests-inflight", "1000".into()),
                 ("--v", "1".into()),
-            ]),
+            ])
+            .into_iter()
+            .chain(args(&node_flags))
+            .collect::<Vec<_>>(),
         )?;
         let client = Client::new(&kubeconfig)?;
         procs.wait_for(
@@ -255,7 +341,7 @@ impl ControlPlane {
                 ("--leader-elect", "false".into()),
                 ("--use-service-account-credentials", "true".into()),
                 ("--root-ca-file", p(&pki.ca_cert)),
-                ("--service-cluster-ip-range", SERVICE_CIDR.into()),
+                ("--service-cluster-ip-range", service_cidr.clone()),
                 ("--cluster-signing-cert-file", p(&pki.ca_cert)),
                 ("--cluster-signing-key-file", p(&pki.ca_key)),
                 // Everything a real cluster runs except pod CIDR allocation:
@@ -283,25 +369,61 @@ impl ControlPlane {
                 ("--v", "1".into()),
             ]),
         )?;
-        procs.spawn(
-            "kwok",
-            &binaries.kwok,
-            &args(&[
-                ("--kubeconfig", p(&kubeconfig)),
-                ("--config", p(&stages)),
-                ("--manage-all-nodes", "false".into()),
-                ("--manage-nodes-with-label-selector", "type=kwok".into()),
-                ("--cidr", "10.244.0.0/16".into()),
-                ("--node-ip", "10.240.0.1".into()),
-                ("--node-lease-duration-seconds", "40".into()),
-                ("--server-address", format!("127.0.0.1:{}", ports.kwok)),
-            ]),
-        )?;
+        if !opts.nodes.is_empty() {
+            procs.spawn(
+                "kwok",
+                &binaries.kwok,
+                &args(&[
+                    ("--kubeconfig", p(&kubeconfig)),
+                    ("--config", p(&stages)),
+                    ("--manage-all-nodes", "false".into()),
+                    ("--manage-nodes-with-label-selector", "type=kwok".into()),
+                    ("--cidr", SIMULATED_POD_CIDR.into()),
+                    ("--node-ip", simulated_node_ip(0)),
+                    ("--node-lease-duration-seconds", "40".into()),
+                    ("--server-address", format!("127.0.0.1:{}", ports.kwok)),
+                ]),
+            )?;
+        }
 
-        let remaining = opts.timeout.saturating_sub(started.elapsed());
-        client.create_nodes(&opts.nodes)?;
-        procs.wait_for("simulated nodes to become Ready", "kwok", remaining, || {
-            client.ready_nodes().is_ok_and(|n| n >= opts.nodes.len())
+        let mut remaining = opts.timeout.saturating_sub(started.elapsed());
+        client.create_nodes(&opts.nodes, real.is_some())?;
+        if let Some(r) = &real {
+            let deadline = Instant::now() + remaining + crate::realnodes::START_TIMEOUT;
+            let images = real_node_images(opts)?;
+            let write = |path: &Path, cert: &CertFiles, user: &str| {
+                write_kubeconfig(path, &server, &pki.ca_cert, cert, user)
+            };
+            let prepare_dns = |slot: Slot| client.prepare_dns(slot);
+            let ctx = StartContext {
+                binaries: &binaries,
+                pki: &pki,
+                coredns_kubeconfig: dir.join("coredns.kubeconfig"),
+                kube_proxy_kubeconfig: dir.join("kube-proxy.kubeconfig"),
+                write_kubeconfig: &write,
+                prepare_dns: &prepare_dns,
+            };
+            write(
+                &ctx.coredns_kubeconfig,
+                &pki.coredns,
+                crate::pki::COREDNS_USER,
+            )?;
+            write(
+                &ctx.kube_proxy_kubeconfig,
+                &pki.kube_proxy,
+                "system:kube-proxy",
+            )?;
+            r.start(&mut procs, &ctx, &images, deadline)?;
+            remaining = deadline.saturating_duration_since(Instant::now());
+        }
+        let want = opts.nodes.len() + real.as_ref().map_or(0, |r| r.nodes.len());
+        let log_of = if real.is_some() {
+            "kubelet-node-0"
+        } else {
+            "kwok"
+        };
+        procs.wait_for("every node to become Ready", log_of, remaining, || {
+            client.ready_nodes().is_ok_and(|n| n >= want)
         })?;
         // The ServiceAccount admission plugin rejects pods until the
         // namespace's `default` account exists; wait for the controller
@@ -322,6 +444,7 @@ impl ControlPlane {
         procs.start_monitor();
         Ok(Self {
             processes: procs,
+            real,
             kubeconfig,
             server,
             dir,
@@ -359,10 +482,38 @@ impl ControlPlane {
         version("K8S_VERSION")
     }
 
+    /// The real nodes, if this control plane has them.
+    pub fn real_nodes(&self) -> Option<&RealNodes> {
+        self.real.as_ref()
+    }
+
+    /// Imports an image into every real node (packing it first); an error
+    /// without real nodes.
+    pub fn import_image(&self, spec: &ImageSpec) -> Result<(), Error> {
+        match &self.real {
+            Some(r) => r.import_all(std::slice::from_ref(spec)),
+            None => Err(Error::Prerequisite(
+                "this control plane has no real nodes".into(),
+            )),
+        }
+    }
+
     /// Stops every process; also what dropping does.
     pub fn stop(mut self) {
         self.processes.stop();
     }
+}
+
+/// The images every real node holds: pause, Ray and what the options add.
+fn real_node_images(opts: &Options) -> Result<Vec<ImageSpec>, Error> {
+    let mut images =
+        crate::realnodes::images::standard_images(crate::samples::reference_dir().as_deref())?;
+    images.extend(
+        opts.real_nodes
+            .iter()
+            .flat_map(|r| r.extra_images.iter().cloned()),
+    );
+    Ok(images)
 }
 
 fn args(pairs: &[(&str, String)]) -> Vec<String> {
@@ -438,13 +589,28 @@ impl Client {
         self.run(self.client.request_text(req))
     }
 
-    fn create_nodes(&self, nodes: &[SimNode]) -> Result<(), Error> {
+    fn create_nodes(&self, nodes: &[SimNode], beside_real: bool) -> Result<(), Error> {
         let api: Api<Node> = Api::all(self.client.clone());
         for (i, n) in nodes.iter().enumerate() {
             let mut n = n.clone();
             // Distinct node IPs keep hostIP-based logic honest in tests.
-            n.ip.get_or_insert_with(|| format!("10.240.{}.{}", i / 250, i % 250 + 1));
-            match self.run(api.create(&PostParams::default(), &n.to_node())) {
+            n.ip.get_or_insert_with(|| simulated_node_ip(i));
+            let mut node = n.to_node();
+            if beside_real {
+                // Pods that really need to run must not land where
+                // nothing runs them.
+                node.spec
+                    .get_or_insert_default()
+                    .taints
+                    .get_or_insert_default()
+                    .push(k8s_openapi::api::core::v1::Taint {
+                        key: SIMULATED_NODE_TAINT.into(),
+                        value: Some("fake".into()),
+                        effect: "NoSchedule".into(),
+                        time_added: None,
+                    });
+            }
+            match self.run(api.create(&PostParams::default(), &node)) {
                 Ok(_) => {}
                 Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {}
                 Err(e) => return Err(e),
@@ -460,6 +626,100 @@ impl Client {
             .iter()
             .filter(|n| crate::node_is_ready(n))
             .count())
+    }
+
+    /// What CoreDNS needs from the API server: read access to services,
+    /// endpoint slices and namespaces for its user, and the `kube-dns`
+    /// Service at the slot's DNS address, whose one endpoint is CoreDNS on
+    /// the namespace's link address. Retried while `kube-system` is not
+    /// created yet.
+    fn prepare_dns(&self, slot: Slot) -> Result<(), Error> {
+        use k8s_openapi::api::core::v1::Service;
+        use k8s_openapi::api::discovery::v1::EndpointSlice;
+        use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+        let role: ClusterRole = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": crate::pki::COREDNS_USER},
+            "rules": [
+                {"apiGroups": [""], "resources": ["services", "namespaces"], "verbs": ["list", "watch"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+            ],
+        }))
+        .expect("valid role");
+        let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": crate::pki::COREDNS_USER},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": crate::pki::COREDNS_USER},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": crate::pki::COREDNS_USER}],
+        }))
+        .expect("valid binding");
+        let labels = serde_json::json!({"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"});
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+            "spec": {
+                "clusterIP": slot.dns_service_ip().to_string(),
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                ],
+            },
+        }))
+        .expect("valid service");
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "kube-dns-coredns",
+                "namespace": "kube-system",
+                "labels": {"kubernetes.io/service-name": "kube-dns", "endpointslice.kubernetes.io/managed-by": "kuberay-testenv"},
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [slot.namespace_ip().to_string()], "conditions": {"ready": true}}],
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+            ],
+        }))
+        .expect("valid endpoint slice");
+        let pp = PatchParams::apply("kuberay-testenv").force();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let c = &self.client;
+            let result = self
+                .run(Api::<ClusterRole>::all(c.clone()).patch(
+                    crate::pki::COREDNS_USER,
+                    &pp,
+                    &Patch::Apply(&role),
+                ))
+                .and_then(|_| {
+                    self.run(Api::<ClusterRoleBinding>::all(c.clone()).patch(
+                        crate::pki::COREDNS_USER,
+                        &pp,
+                        &Patch::Apply(&binding),
+                    ))
+                })
+                .and_then(|_| {
+                    self.run(Api::<Service>::namespaced(c.clone(), "kube-system").patch(
+                        "kube-dns",
+                        &pp,
+                        &Patch::Apply(&service),
+                    ))
+                })
+                .and_then(|_| {
+                    self.run(
+                        Api::<EndpointSlice>::namespaced(c.clone(), "kube-system").patch(
+                            "kube-dns-coredns",
+                            &pp,
+                            &Patch::Apply(&slice),
+                        ),
+                    )
+                });
+            match result {
+                Ok(_) => return Ok(()),
+                Err(Error::Kube(kube::Error::Api(s)))
+                    if s.code == 404 && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn has_default_service_account(&self, namespace: &str) -> bool {

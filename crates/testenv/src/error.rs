@@ -55,6 +55,14 @@ pub enum Error {
 
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
+
+    /// Something the machine must provide for real nodes is missing; the
+    /// message says what and how to get it.
+    #[error("real nodes cannot start: {0}")]
+    Prerequisite(String),
+
+    #[error("setting up the real nodes' {what} failed: {detail}")]
+    Setup { what: String, detail: String },
 }
 
 impl Error {

@@ -2,15 +2,18 @@
 //! and run as plain processes: for integration tests (see [`harness`]) and
 //! for the one-command local environment (the `kuberay-controlplane` binary).
 
+pub mod addresses;
 pub mod binaries;
 pub mod controlplane;
 mod error;
 pub mod harness;
+pub mod image;
 pub mod jsondiff;
 pub mod nodes;
 pub mod pki;
 pub mod process;
 pub mod ray;
+pub mod realnodes;
 pub mod samples;
 
 use std::path::{Path, PathBuf};

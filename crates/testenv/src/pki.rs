@@ -13,10 +13,28 @@ use rcgen::{
 
 use crate::Error;
 
-/// The first address of the service CIDR: the API server's `kubernetes`
-/// Service gets it, so the serving certificate must name it too.
-pub const SERVICE_CIDR: &str = "10.96.0.0/16";
-const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
+/// What the certificates must name besides the fixed identities.
+#[derive(Debug, Clone)]
+pub struct PkiOptions {
+    /// The `kubernetes` Service's ClusterIP: in-cluster clients connect to
+    /// it, so the API server's certificate must name it.
+    pub kubernetes_service_ip: Ipv4Addr,
+    /// Further addresses the API server is reached at (besides loopback).
+    pub apiserver_ips: Vec<Ipv4Addr>,
+    /// Real nodes, by name and IP: each gets a kubelet client certificate
+    /// (`system:node:<name>`) and a serving certificate for its IP.
+    pub nodes: Vec<(String, Ipv4Addr)>,
+}
+
+/// The certificates of one real node's kubelet.
+#[derive(Debug, Clone)]
+pub struct NodeCerts {
+    pub name: String,
+    /// Client certificate the kubelet talks to the API server with.
+    pub client: CertFiles,
+    /// Serving certificate of the kubelet's own API (logs, exec, ...).
+    pub serving: CertFiles,
+}
 
 /// A PEM certificate and its private key, written to disk.
 #[derive(Debug, Clone)]
@@ -41,7 +59,18 @@ pub struct Pki {
     /// separately because Kubernetes only derives public keys from SEC1 EC
     /// keys, and rcgen writes PKCS#8.
     pub service_account_pub: PathBuf,
+    /// What the API server presents to kubelets (in `system:masters`).
+    pub apiserver_kubelet_client: CertFiles,
+    /// kube-proxy's identity, bound to `system:node-proxier` by default.
+    pub kube_proxy: CertFiles,
+    /// CoreDNS's identity, given read access to services by the control plane.
+    pub coredns: CertFiles,
+    pub nodes: Vec<NodeCerts>,
 }
+
+/// The user CoreDNS authenticates as; the control plane binds it to a role
+/// that reads what the `kubernetes` plugin watches.
+pub const COREDNS_USER: &str = "kuberay-rs:coredns";
 
 /// Who a client certificate speaks for: Kubernetes reads the user from the
 /// common name and the groups from the organisations.
@@ -52,7 +81,7 @@ struct Identity<'a> {
 }
 
 impl Pki {
-    pub fn generate(dir: &Path) -> Result<Self, Error> {
+    pub fn generate(dir: &Path, opts: &PkiOptions) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -87,9 +116,13 @@ impl Pki {
             params
                 .subject_alt_names
                 .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-            params
-                .subject_alt_names
-                .push(SanType::IpAddress(IpAddr::V4(KUBERNETES_SERVICE_IP)));
+            for ip in std::iter::once(opts.kubernetes_service_ip)
+                .chain(opts.apiserver_ips.iter().copied())
+            {
+                params
+                    .subject_alt_names
+                    .push(SanType::IpAddress(IpAddr::V4(ip)));
+            }
             params
                 .distinguished_name
                 .push(DnType::CommonName, "kube-apiserver");
@@ -136,6 +169,50 @@ impl Pki {
             groups: &[],
         })?;
 
+        let apiserver_kubelet_client = client(Identity {
+            file: "apiserver-kubelet-client",
+            user: "kube-apiserver-kubelet-client",
+            groups: &["system:masters"],
+        })?;
+        let kube_proxy = client(Identity {
+            file: "kube-proxy",
+            user: "system:kube-proxy",
+            groups: &[],
+        })?;
+        let coredns = client(Identity {
+            file: "coredns",
+            user: COREDNS_USER,
+            groups: &[],
+        })?;
+        let mut nodes = Vec::new();
+        for (name, ip) in &opts.nodes {
+            let user = format!("system:node:{name}");
+            let file = format!("kubelet-{name}");
+            let node_client = client(Identity {
+                file: &file,
+                user: &user,
+                groups: &["system:nodes"],
+            })?;
+            let mut params = CertificateParams::new(vec![name.clone()])?;
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(IpAddr::V4(*ip)));
+            params
+                .distinguished_name
+                .push(DnType::CommonName, user.as_str());
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let key = KeyPair::generate()?;
+            let cert = params.signed_by(&key, &ca)?;
+            nodes.push(NodeCerts {
+                name: name.clone(),
+                client: node_client,
+                serving: CertFiles {
+                    cert: write(&format!("kubelet-{name}-serving.crt"), &cert.pem())?,
+                    key: write(&format!("kubelet-{name}-serving.key"), &key.serialize_pem())?,
+                },
+            });
+        }
+
         let sa = KeyPair::generate()?;
         let service_account_key = write("sa.key", &sa.serialize_pem())?;
         let service_account_pub = write("sa.pub", &sa.public_key_pem())?;
@@ -149,6 +226,10 @@ impl Pki {
             scheduler,
             service_account_key,
             service_account_pub,
+            apiserver_kubelet_client,
+            kube_proxy,
+            coredns,
+            nodes,
         })
     }
 }

@@ -37,6 +37,10 @@ pub struct Processes {
     watchdog: Option<Child>,
     log_dir: PathBuf,
     monitor_stop: Arc<AtomicBool>,
+    /// Run after every component is stopped, by [`Processes::stop`] or by
+    /// the watchdog: for what the components leave outside their process
+    /// group (real nodes' containers, namespaces, cgroups).
+    cleanup: Option<PathBuf>,
 }
 
 impl Processes {
@@ -48,7 +52,15 @@ impl Processes {
             watchdog: None,
             log_dir: log_dir.to_path_buf(),
             monitor_stop: Arc::default(),
+            cleanup: None,
         })
+    }
+
+    /// A script to run once everything is stopped. Must be set before the
+    /// first component starts, since the watchdog is told about it then.
+    pub fn set_cleanup(&mut self, script: &Path) {
+        assert!(self.pgid.is_none(), "set_cleanup after the first spawn");
+        self.cleanup = Some(script.to_path_buf());
     }
 
     /// Starts `program` as component `name`; the first component leads the
@@ -70,7 +82,7 @@ impl Processes {
         if self.pgid.is_none() {
             let pgid = Pid::from_raw(child.id() as i32);
             self.pgid = Some(pgid);
-            self.watchdog = Some(spawn_watchdog(pgid)?);
+            self.watchdog = Some(spawn_watchdog(pgid, self.cleanup.as_deref())?);
         }
         self.components.lock().unwrap().push(Component {
             name: name.to_string(),
@@ -167,6 +179,14 @@ impl Processes {
             let _ = c.child.wait();
         }
         comps.clear();
+        if let Some(script) = self.cleanup.take() {
+            let _ = Command::new("bash")
+                .arg(&script)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         if let Some(mut w) = self.watchdog.take() {
             let _ = kill(Pid::from_raw(w.id() as i32), Signal::SIGKILL);
             let _ = w.wait();
@@ -226,21 +246,23 @@ pub fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// A shell loop that outlives us only to kill our process group once we are
-/// gone. It runs in its own group so that stopping the components does not
-/// stop it first.
-fn spawn_watchdog(pgid: Pid) -> Result<Child, Error> {
+/// gone, then run the cleanup script if there is one. It runs in its own
+/// group so that stopping the components does not stop it first.
+fn spawn_watchdog(pgid: Pid, cleanup: Option<&Path>) -> Result<Child, Error> {
     let script = r#"
-        owner="$1"; group="$2"
+        owner="$1"; group="$2"; cleanup="$3"
         while kill -0 "$owner" 2>/dev/null; do sleep 1; done
         kill -TERM -- "-$group" 2>/dev/null
         sleep 3
         kill -KILL -- "-$group" 2>/dev/null
+        [ -n "$cleanup" ] && bash "$cleanup" >/dev/null 2>&1
         exit 0
     "#;
     Command::new("bash")
         .args(["-c", script, "kuberay-testenv-watchdog"])
         .arg(std::process::id().to_string())
         .arg(pgid.as_raw().to_string())
+        .arg(cleanup.map(|p| p.display().to_string()).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -95,7 +95,7 @@ impl RayHead {
 }
 
 /// A minimal blocking HTTP GET: whether the answer is 200.
-fn http_get_ok(host: &str, port: u16, path: &str) -> bool {
+pub(crate) fn http_get_ok(host: &str, port: u16, path: &str) -> bool {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect((host, port)) else {
         return false;

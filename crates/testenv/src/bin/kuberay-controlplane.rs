@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use kuberay_testenv::realnodes::RealNodeOptions;
+use kuberay_testenv::realnodes::images::operator_image;
 use kuberay_testenv::{ControlPlane, Options, binaries::Binaries, nodes::SimNode};
 
 #[derive(Parser)]
@@ -25,9 +27,18 @@ enum Command {
         /// Directory for data, certificates and logs (a temporary one if unset).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Number of general-purpose simulated nodes (a GPU node is always added).
+        /// Number of general-purpose simulated nodes; with any, a simulated
+        /// GPU node is added too.
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// Number of real nodes (kubelet, containerd; pods really run).
+        /// Needs root. Beside real nodes, simulated ones are tainted.
+        #[arg(long, default_value_t = 0)]
+        real_nodes: u8,
+        /// Also import this operator binary as the image
+        /// `kuberay-operator:v1.7.0-rs` into the real nodes.
+        #[arg(long)]
+        operator_image_from: Option<PathBuf>,
         /// File to create once the control plane is ready (for scripts).
         #[arg(long)]
         ready_file: Option<PathBuf>,
@@ -47,21 +58,38 @@ fn main() -> anyhow::Result<()> {
             kubeconfig,
             dir,
             nodes,
+            real_nodes,
+            operator_image_from,
             ready_file,
         } => {
             let mut fleet: Vec<SimNode> = (0..nodes)
                 .map(|i| SimNode::new(&format!("kwok-node-{i}"), "64", "256Gi"))
                 .collect();
-            fleet.push(
-                SimNode::new("kwok-gpu-node-0", "128", "1Ti")
-                    .with_gpus(8)
-                    .with_label("cloud.google.com/gke-accelerator", "nvidia-tesla-t4"),
-            );
+            if nodes > 0 {
+                fleet.push(
+                    SimNode::new("kwok-gpu-node-0", "128", "1Ti")
+                        .with_gpus(8)
+                        .with_label("cloud.google.com/gke-accelerator", "nvidia-tesla-t4"),
+                );
+            }
+            let real = (real_nodes > 0)
+                .then(|| -> anyhow::Result<RealNodeOptions> {
+                    let extra_images = match &operator_image_from {
+                        Some(bin) => vec![operator_image(bin)?],
+                        None => Vec::new(),
+                    };
+                    Ok(RealNodeOptions {
+                        count: real_nodes,
+                        extra_images,
+                    })
+                })
+                .transpose()?;
             let started = std::time::Instant::now();
             let plane = ControlPlane::start(Options {
                 dir,
                 kubeconfig: Some(kubeconfig.clone()),
                 nodes: fleet,
+                real_nodes: real,
                 ..Options::default()
             })?;
             eprintln!(

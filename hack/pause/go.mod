@@ -1,0 +1,3 @@
+module kuberay-rs.local/pause
+
+go 1.26
