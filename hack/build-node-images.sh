@@ -5,7 +5,10 @@
 #   pause  the pod sandbox: one static Go program of ours (hack/pause)
 #   ray    Debian (the host's release) with bash, wget, tar, procps, a Python
 #          venv at /home/ray/anaconda3 holding ray[default,serve]==$RAY_VERSION,
-#          user ray (uid 1000, gid 100), as the rayproject/ray images have it
+#          user ray (uid 1000, gid 100), as the rayproject/ray images have it,
+#          and a wheelhouse (/opt/wheelhouse, from hack/wheelhouse.txt) that
+#          pip in pods installs from: pods cannot reach PyPI, and KubeRay's
+#          sample jobs install packages through their runtime_env
 #
 # Each rootfs lands in $KUBERAY_RS_CACHE/images/<name>-<key>/rootfs, where
 # <key> hashes everything that goes into it (this script, the versions, the
@@ -62,7 +65,7 @@ if [ -z "$mirror" ]; then
 fi
 [ -n "$mirror" ] || die "no Debian mirror found in the host's apt sources; set KUBERAY_DEBIAN_MIRROR."
 
-ray_key="$(key_of "${BASH_SOURCE[0]}" <(echo "$RAY_VERSION $suite"))"
+ray_key="$(key_of "${BASH_SOURCE[0]}" "$here/wheelhouse.txt" <(echo "$RAY_VERSION $suite"))"
 ray_dir="$images/ray-$RAY_VERSION-$ray_key"
 if [ ! -x "$ray_dir/rootfs/home/ray/anaconda3/bin/ray" ]; then
   command -v debootstrap >/dev/null 2>&1 || die "debootstrap is missing; run hack/install-node-deps.sh (or apt-get install debootstrap)."
@@ -82,6 +85,7 @@ if [ ! -x "$ray_dir/rootfs/home/ray/anaconda3/bin/ray" ]; then
   # pip in the chroot trusts what pip on the host trusts.
   ca="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"
   cp "$ca" "$r/tmp/host-ca.pem"
+  grep -v '^#' "$here/wheelhouse.txt" >"$r/tmp/wheelhouse.txt"
   mount -t proc proc "$r/proc"
   trap 'umount -l "$r/proc" 2>/dev/null || true' EXIT
   log "installing ray[default,serve]==$RAY_VERSION into the image (first time only; a few minutes)"
@@ -94,6 +98,8 @@ if [ ! -x "$ray_dir/rootfs/home/ray/anaconda3/bin/ray" ]; then
         useradd --create-home --uid 1000 --gid 100 --shell /bin/bash ray
         python3 -m venv /home/ray/anaconda3
         /home/ray/anaconda3/bin/pip install --quiet "ray[default,serve]==$RAY_VERSION"
+        /home/ray/anaconda3/bin/pip wheel --quiet --wheel-dir /opt/wheelhouse -r /tmp/wheelhouse.txt
+        rm -rf /tmp/pip-* /tmp/wheelhouse.txt
         chown -R 1000:100 /home/ray
       ' >"$tmp/pip.log" 2>&1; then
     tail -n 20 "$tmp/pip.log" >&2
@@ -106,6 +112,14 @@ if [ ! -x "$ray_dir/rootfs/home/ray/anaconda3/bin/ray" ]; then
   cat >"$r/etc/profile.d/ray.sh" <<'EOF'
 export PATH=/home/ray/anaconda3/bin:$PATH
 export RAY_USAGE_STATS_ENABLED=0
+EOF
+  # pip, also the one Ray runs for a runtime_env, installs from the
+  # wheelhouse only: failing at once beats hanging on an unreachable index.
+  cat >"$r/etc/pip.conf" <<'EOF'
+[global]
+no-index = true
+find-links = /opt/wheelhouse
+disable-pip-version-check = true
 EOF
   rm -f "$r/tmp/host-ca.pem"
   : >"$r/etc/resolv.conf"

@@ -204,7 +204,7 @@ impl ControlPlane {
 
         let mut procs = Processes::new(&dir.join("logs"))?;
         if let Some(r) = &real {
-            procs.set_cleanup(r.cleanup_script());
+            procs.set_cleanup(r.cleanup_script(), r.hold()?);
         }
         let p = |s: &Path| s.display().to_string();
         // With real nodes: the Node authorizer and NodeRestriction for the

@@ -1,6 +1,8 @@
 //! Test support: one control plane per test binary, started on first use (or
 //! the one named by `KUBERAY_TEST_KUBECONFIG`, e.g. started by a script), and
-//! a fresh namespace and client for each test.
+//! a fresh namespace and client for each test. A binary uses either
+//! simulated nodes ([`namespace`]) or real ones ([`real_namespace`]), never
+//! both: the first call decides.
 //!
 //! The control plane lives in a static, which Rust never drops; the process
 //! watchdog (see [`crate::process`]) stops it when the test binary exits,
@@ -19,29 +21,56 @@ use crate::{ControlPlane, Options};
 /// Set to a kubeconfig path to run tests against an already running cluster.
 pub const KUBECONFIG_ENV: &str = "KUBERAY_TEST_KUBECONFIG";
 
+/// Real nodes of a test control plane: enough for two small Ray clusters
+/// side by side (each node advertises the machine's CPUs).
+pub const REAL_NODES: u8 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Simulated,
+    Real,
+}
+
 struct Shared {
+    kind: Kind,
     kubeconfig: PathBuf,
     plane: Option<ControlPlane>,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
-fn shared() -> &'static Shared {
-    SHARED.get_or_init(|| {
+fn shared_of(kind: Kind) -> &'static Shared {
+    let shared = SHARED.get_or_init(|| {
         if let Some(path) = std::env::var_os(KUBECONFIG_ENV) {
             return Shared {
+                kind,
                 kubeconfig: PathBuf::from(path),
                 plane: None,
             };
         }
-        match ControlPlane::start(Options::default()) {
+        let opts = match kind {
+            Kind::Simulated => Options::default(),
+            Kind::Real => Options::real(REAL_NODES),
+        };
+        match ControlPlane::start(opts) {
             Ok(plane) => Shared {
+                kind,
                 kubeconfig: plane.kubeconfig().to_path_buf(),
                 plane: Some(plane),
             },
             Err(e) => panic!("the local control plane did not start: {e}"),
         }
-    })
+    });
+    assert_eq!(
+        shared.kind, kind,
+        "this test binary already uses a control plane with {:?} nodes; put tests that need {kind:?} nodes in a binary of their own",
+        shared.kind
+    );
+    shared
+}
+
+fn shared() -> &'static Shared {
+    shared_of(SHARED.get().map_or(Kind::Simulated, |s| s.kind))
 }
 
 /// The admin kubeconfig of the test control plane, starting it if needed.
@@ -79,9 +108,31 @@ impl TestNamespace {
     }
 }
 
-/// Creates a namespace named `<prefix>-<random>` and waits until pods can be
-/// created in it (its `default` ServiceAccount exists).
+/// Creates a namespace named `<prefix>-<random>` on the control plane with
+/// simulated nodes and waits until pods can be created in it (its `default`
+/// ServiceAccount exists).
 pub async fn namespace(prefix: &str) -> TestNamespace {
+    shared_of(Kind::Simulated);
+    new_namespace(prefix).await
+}
+
+/// Like [`namespace`], on a control plane whose pods really run (real
+/// nodes with the locally built Ray image). Needs root.
+pub async fn real_namespace(prefix: &str) -> TestNamespace {
+    tokio::task::spawn_blocking(|| shared_of(Kind::Real))
+        .await
+        .expect("control plane start-up panicked");
+    new_namespace(prefix).await
+}
+
+/// Limits how many tests run real Ray clusters at once: this machine has
+/// two cores, and Ray heads starting together starve each other.
+pub async fn ray_permit() -> tokio::sync::SemaphorePermit<'static> {
+    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    PERMITS.acquire().await.expect("never closed")
+}
+
+async fn new_namespace(prefix: &str) -> TestNamespace {
     let client = client().await;
     let api: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {

@@ -41,6 +41,9 @@ pub struct Processes {
     /// the watchdog: for what the components leave outside their process
     /// group (real nodes' containers, namespaces, cgroups).
     cleanup: Option<PathBuf>,
+    /// Given to the watchdog as its stdin, so that a lock held through it
+    /// (an open file description) outlives us until the cleanup has run.
+    hold: Option<File>,
 }
 
 impl Processes {
@@ -53,14 +56,18 @@ impl Processes {
             log_dir: log_dir.to_path_buf(),
             monitor_stop: Arc::default(),
             cleanup: None,
+            hold: None,
         })
     }
 
     /// A script to run once everything is stopped. Must be set before the
     /// first component starts, since the watchdog is told about it then.
-    pub fn set_cleanup(&mut self, script: &Path) {
+    /// `hold` (a lock file) stays open in the watchdog until the script has
+    /// run: whoever waits for that lock never sees a half-cleaned state.
+    pub fn set_cleanup(&mut self, script: &Path, hold: File) {
         assert!(self.pgid.is_none(), "set_cleanup after the first spawn");
         self.cleanup = Some(script.to_path_buf());
+        self.hold = Some(hold);
     }
 
     /// Starts `program` as component `name`; the first component leads the
@@ -82,7 +89,11 @@ impl Processes {
         if self.pgid.is_none() {
             let pgid = Pid::from_raw(child.id() as i32);
             self.pgid = Some(pgid);
-            self.watchdog = Some(spawn_watchdog(pgid, self.cleanup.as_deref())?);
+            self.watchdog = Some(spawn_watchdog(
+                pgid,
+                self.cleanup.as_deref(),
+                self.hold.take(),
+            )?);
         }
         self.components.lock().unwrap().push(Component {
             name: name.to_string(),
@@ -248,7 +259,7 @@ pub fn tail(path: &Path, lines: usize) -> String {
 /// A shell loop that outlives us only to kill our process group once we are
 /// gone, then run the cleanup script if there is one. It runs in its own
 /// group so that stopping the components does not stop it first.
-fn spawn_watchdog(pgid: Pid, cleanup: Option<&Path>) -> Result<Child, Error> {
+fn spawn_watchdog(pgid: Pid, cleanup: Option<&Path>, hold: Option<File>) -> Result<Child, Error> {
     let script = r#"
         owner="$1"; group="$2"; cleanup="$3"
         while kill -0 "$owner" 2>/dev/null; do sleep 1; done
@@ -263,7 +274,7 @@ fn spawn_watchdog(pgid: Pid, cleanup: Option<&Path>) -> Result<Child, Error> {
         .arg(std::process::id().to_string())
         .arg(pgid.as_raw().to_string())
         .arg(cleanup.map(|p| p.display().to_string()).unwrap_or_default())
-        .stdin(Stdio::null())
+        .stdin(hold.map_or_else(Stdio::null, Stdio::from))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)

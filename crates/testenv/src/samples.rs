@@ -51,6 +51,24 @@ pub fn reference_dir() -> Option<PathBuf> {
     }
 }
 
+/// The text of one of KubeRay's sample manifests (`ray-job.sample.yaml`);
+/// panics, saying where to put the reference data, when it is missing: a
+/// test that needs a sample never passes without it.
+pub fn required(file: &str) -> String {
+    let dir = std::env::var_os("KUBERAY_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join("../shared/kuberay"));
+    let path = dir.join("samples").join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "KubeRay's sample {} is needed by this test and could not be read ({e}). Put KubeRay's \
+             samples in ../shared/kuberay/samples next to the repository, or set KUBERAY_REFERENCE_DIR \
+             to a directory holding samples/",
+            path.display()
+        )
+    })
+}
+
 /// Every document of a multi-document YAML text, empty ones skipped, read
 /// the way kubectl reads it.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, serde_yaml::Error> {

@@ -20,9 +20,28 @@ pub struct Hierarchy {
 
 /// The v1 hierarchies, from `/proc/self/mountinfo`.
 pub fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
+    Ok(parse_mountinfo(&mountinfo()?))
+}
+
+/// Mount points of the v2 (unified) hierarchy, if one is mounted beside
+/// the v1 ones: runc mirrors its cgroups there, so cleanup must look there.
+pub fn unified_mounts() -> Result<Vec<PathBuf>, Error> {
+    Ok(parse_unified(&mountinfo()?))
+}
+
+fn mountinfo() -> Result<String, Error> {
     let path = Path::new("/proc/self/mountinfo");
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    Ok(parse_mountinfo(&text))
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+fn parse_unified(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount = left.split_whitespace().nth(4)?;
+            (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount))
+        })
+        .collect()
 }
 
 fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
@@ -132,6 +151,10 @@ mod tests {
         );
         assert_eq!(hs[3].controllers, ["cpu", "cpuacct"]);
         assert_eq!(hs[2].controllers, ["name=systemd"]);
+        assert_eq!(
+            parse_unified(MOUNTINFO),
+            [PathBuf::from("/sys/fs/cgroup/unified")]
+        );
         let err = check_required(&hs).unwrap_err().to_string();
         assert!(err.contains("cpuset, pids"), "{err}");
     }

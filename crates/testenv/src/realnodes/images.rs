@@ -228,8 +228,9 @@ mod tests {
     #[test]
     fn finds_every_ray_image_reference() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("samples")).unwrap();
         std::fs::write(
-            dir.path().join("a.yaml"),
+            dir.path().join("samples/a.yaml"),
             "image: rayproject/ray:2.46.0\n  image: \"rayproject/ray:nightly-gpu\"\nrepository: rayproject/ray\n",
         )
         .unwrap();

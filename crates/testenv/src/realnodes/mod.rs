@@ -154,7 +154,13 @@ impl RealNodes {
         cgroups::check_required(&hierarchies)?;
         let base = cgroups::own_memory_path()?;
         let lease = slot::reserve(&cache_dir())?;
-        let plan = SlotPlan::new(lease.slot, opts.count, hierarchies, &base);
+        let plan = SlotPlan::new(
+            lease.slot,
+            opts.count,
+            hierarchies,
+            cgroups::unified_mounts()?,
+            &base,
+        );
         let dir = dir.join("nodes");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let cleanup = dir.join("slot-cleanup.sh");
@@ -205,8 +211,18 @@ impl RealNodes {
         &self.cleanup
     }
 
+    /// A handle that keeps the slot reserved while it is open.
+    pub fn hold(&self) -> Result<std::fs::File, Error> {
+        self.lease.hold()
+    }
+
     pub fn run_cleanup(&self) {
         let _ = Command::new("bash").arg(&self.cleanup).status();
+    }
+
+    /// The slot's cgroup directories, in every hierarchy (v2 included).
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.plan.slot_dirs()
     }
 
     /// Names and IPs, for the nodes' certificates.

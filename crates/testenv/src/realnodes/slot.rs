@@ -24,16 +24,29 @@ use crate::addresses::{LOCAL_RANGE, SLOTS, Slot};
 /// The iptables chain that keeps pod traffic inside the machine.
 pub const EGRESS_CHAIN: &str = "KUBERAY-RS-EGRESS";
 
-/// A reserved slot; the reservation ends when this is dropped.
+/// A reserved slot; the reservation ends when this is dropped and no
+/// process holds a [`SlotLease::hold`] of it any more.
 pub struct SlotLease {
     pub slot: Slot,
-    _lock: Flock<File>,
+    lock: Flock<File>,
     /// Where a copy of the cleanup script waits until it has run.
     pub pending_cleanup: PathBuf,
 }
 
+impl SlotLease {
+    /// Another handle on the same lock: whoever keeps it open (the
+    /// process watchdog, until it has run the cleanup) keeps the slot
+    /// reserved, even after this process is gone.
+    pub fn hold(&self) -> Result<File, Error> {
+        self.lock
+            .try_clone()
+            .map_err(|e| Error::io(&self.pending_cleanup, e))
+    }
+}
+
 /// Reserves the first free slot, cleaning up after a previous owner that
-/// died without doing so.
+/// died without doing so (its watchdog would still hold the lock if it were
+/// about to clean up itself).
 pub fn reserve(cache: &Path) -> Result<SlotLease, Error> {
     let dir = cache.join("slots");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -53,7 +66,7 @@ pub fn reserve(cache: &Path) -> Result<SlotLease, Error> {
         }
         return Ok(SlotLease {
             slot: Slot(i),
-            _lock: lock,
+            lock,
             pending_cleanup,
         });
     }
@@ -77,23 +90,30 @@ pub struct SlotPlan {
     /// setup (e.g. the sandbox path exists only in `memory`): cleanup
     /// removes them again, deepest first.
     pub created_ancestors: Vec<PathBuf>,
+    /// v2 hierarchies beside the v1 ones, where runc mirrors the tree.
+    pub unified: Vec<PathBuf>,
 }
 
 impl SlotPlan {
-    pub fn new(slot: Slot, nodes: u8, hierarchies: Vec<Hierarchy>, base: &str) -> Self {
+    pub fn new(
+        slot: Slot,
+        nodes: u8,
+        hierarchies: Vec<Hierarchy>,
+        unified: Vec<PathBuf>,
+        base: &str,
+    ) -> Self {
         let cgroup = format!("{}/{}", base.trim_end_matches('/'), slot.netns());
         let mut created_ancestors = Vec::new();
-        for h in &hierarchies {
-            let mut missing = Vec::new();
-            let mut dir = join(&h.mount, &cgroup);
+        let mounts = hierarchies.iter().map(|h| &h.mount).chain(&unified);
+        for mount in mounts {
+            let mut dir = join(mount, &cgroup);
             while let Some(parent) = dir.parent().map(Path::to_path_buf) {
-                if parent == h.mount || parent.exists() {
+                if &parent == mount || parent.exists() {
                     break;
                 }
-                missing.push(parent.clone());
+                created_ancestors.push(parent.clone());
                 dir = parent;
             }
-            created_ancestors.extend(missing);
         }
         Self {
             slot,
@@ -101,11 +121,22 @@ impl SlotPlan {
             hierarchies,
             cgroup,
             created_ancestors,
+            unified,
         }
     }
 
     pub fn node_cgroup(&self, n: u8) -> String {
         format!("{}/node-{n}", self.cgroup)
+    }
+
+    /// The slot's cgroup directory in every hierarchy, v2 included.
+    pub fn slot_dirs(&self) -> Vec<PathBuf> {
+        self.hierarchies
+            .iter()
+            .map(|h| &h.mount)
+            .chain(&self.unified)
+            .map(|m| join(m, &self.cgroup))
+            .collect()
     }
 
     /// The `cgroup.procs` files a component writes its PID to, to join the
@@ -231,8 +262,13 @@ impl SlotPlan {
             "pids=$(ip netns pids {} 2>/dev/null); [ -n \"$pids\" ] && kill -9 $pids",
             s.netns()
         );
-        for h in &self.hierarchies {
-            let root = join(&h.mount, &self.cgroup);
+        for mount in self
+            .hierarchies
+            .iter()
+            .map(|h| &h.mount)
+            .chain(&self.unified)
+        {
+            let root = join(mount, &self.cgroup);
             let _ = writeln!(
                 out,
                 "for _ in 1 2 3 4 5; do [ -d {r} ] || break; find {r} -depth -type d -exec rmdir {{}} + 2>/dev/null; [ -d {r} ] && sleep 0.2; done",
@@ -313,6 +349,7 @@ mod tests {
                     controllers: vec!["cpuset".into()],
                 },
             ],
+            vec!["/sys/fs/cgroup/unified".into()],
             "/sb",
         )
     }
@@ -362,7 +399,11 @@ mod tests {
         assert!(s.contains("find /sys/fs/cgroup/pids/sb/kuberay-rs-1 -name cgroup.procs"));
         assert!(s.trim_end().ends_with("exit 0"));
         // /sys/fs/cgroup/pids/sb does not exist on the test machine.
-        assert!(s.contains("rmdir /sys/fs/cgroup/pids/sb\n"), "{s}");
+        assert!(s.contains("rmdir /sys/fs/cgroup/pids/sb 2>"), "{s}");
+        assert!(
+            s.contains("[ -d /sys/fs/cgroup/unified/sb/kuberay-rs-1 ] || break"),
+            "{s}"
+        );
         assert_eq!(
             plan().procs_files()[1],
             PathBuf::from("/sys/fs/cgroup/cpuset/sb/kuberay-rs-1/cgroup.procs")
