@@ -1,6 +1,8 @@
-//! The README's first command, `hack/local-up.sh`: it brings up a control
-//! plane, the CRDs and the operator; a RayCluster applied with kubectl gets
-//! Running pods; Ctrl-C stops every process it started.
+//! The README's first command with `--simulated`, `hack/local-up.sh
+//! --simulated`: it brings up a control plane with simulated nodes, the CRDs
+//! and the operator; a RayCluster applied with kubectl gets Running pods;
+//! Ctrl-C stops every process it started. (The default, real nodes, is
+//! driven by `e2e_localenv.rs`.)
 
 mod support;
 
@@ -56,6 +58,7 @@ async fn local_up_runs_a_raycluster_and_ctrl_c_stops_everything() {
     let launcher = operator.with_file_name("kuberay-controlplane");
     let mut cmd = Command::new("bash");
     cmd.arg(repo().join("hack/local-up.sh"))
+        .arg("--simulated")
         .env("KUBERAY_LOCAL_DIR", dir)
         .env("KUBERAY_LOCAL_METRICS_PORT", free_port().to_string())
         .env("KUBERAY_LOCAL_PROBE_PORT", free_port().to_string())
