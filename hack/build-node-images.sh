@@ -46,6 +46,9 @@ if [ ! -x "$pause_dir/rootfs/pause" ]; then
   (cd "$here/pause" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o "$tmp/rootfs/pause" .) ||
     die "go build of hack/pause failed (see above)."
   rm -rf "$pause_dir" && mv "$tmp" "$pause_dir"
+  for old in "$images"/pause-*; do
+    [[ $old == "$pause_dir" || $old == *.tmp.* ]] || rm -rf "$old"
+  done
 fi
 echo "PAUSE_ROOTFS=$pause_dir/rootfs"
 
@@ -125,5 +128,9 @@ EOF
   : >"$r/etc/resolv.conf"
   rm -rf "$r"/var/cache/apt/archives/*.deb "$r"/var/lib/apt/lists/* "$r"/root/.cache
   rm -rf "$ray_dir" && mv "$tmp" "$ray_dir"
+  # Older builds (other keys) are no longer used by anything.
+  for old in "$images"/ray-*; do
+    [[ $old == "$ray_dir" || $old == *.tmp ]] || rm -rf "$old"
+  done
 fi
 echo "RAY_ROOTFS=$ray_dir/rootfs"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on a fresh machine: installs what is
-# missing (control-plane binaries built from the Go module proxy), checks
-# formatting and lints, then runs every test. Caches live outside the
+# missing (control-plane and node binaries built from the Go module proxy,
+# containerd and friends from Debian, the node images), checks formatting and
+# lints, then runs every test: the fast suite and the end-to-end tests on real
+# nodes (test names e2e_*; `hack/test.sh -- --skip e2e_` leaves them out).
+# Needs root for the real nodes. Caches live outside the
 # repository ($KUBERAY_RS_CACHE, default ~/.cache/kuberay-rs), so a second run
 # only rebuilds what changed.
 set -euo pipefail
@@ -15,8 +18,14 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 command -v cargo >/dev/null 2>&1 ||
   { echo "test.sh: no cargo on PATH; install Rust (https://rustup.rs) and run again" >&2; exit 1; }
 
-step "control-plane binaries"
+step "control-plane and node binaries (Go module proxy)"
 bash hack/build-control-plane.sh >/dev/null
+
+step "node packages (containerd, runc, CNI plugins, iptables, debootstrap)"
+bash hack/install-node-deps.sh
+
+step "node images (pause; Ray from Debian's archive and PyPI)"
+bash hack/build-node-images.sh >/dev/null
 
 step "Ray wheel (for tests against a real Ray head)"
 bash hack/install-ray.sh >/dev/null

@@ -135,6 +135,7 @@ impl ImageSpec {
             .and_then(|_| tar.finish())
             .map_err(|e| Error::io(&tmp_archive, e))?;
         std::fs::rename(&tmp_archive, &archive).map_err(|e| Error::io(&archive, e))?;
+        prune_older(dir, &self.names[0], &archive);
         Ok(archive)
     }
 }
@@ -184,6 +185,30 @@ pub fn stored_as(stored: &str, name: &str) -> bool {
     stored == name
         || stored.ends_with(&format!("/{name}"))
             && (name.contains('/') || stored.ends_with(&format!("/library/{name}")))
+}
+
+/// Archives of an image are named by content, so every change of a rootfs
+/// or config adds one: keep the newest two per image name (the one just
+/// written and the one a concurrent user may still be importing).
+fn prune_older(dir: &Path, name: &str, keep: &Path) {
+    let marker = |archive: &Path| archive.with_extension("name");
+    let _ = std::fs::write(marker(keep), name);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut same: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tar") && p != keep)
+        .filter(|p| std::fs::read_to_string(marker(p)).is_ok_and(|n| n == name))
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .collect();
+    same.sort();
+    same.reverse();
+    for (_, old) in same.into_iter().skip(1) {
+        let _ = std::fs::remove_file(marker(&old));
+        let _ = std::fs::remove_file(old);
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -164,6 +164,7 @@ pub fn operator_image(binary: &Path) -> Result<ImageSpec, Error> {
         std::fs::create_dir_all(&t).map_err(|e| Error::io(&t, e))?;
         let _ = std::fs::remove_dir_all(&rootfs);
         std::fs::rename(&tmp, &rootfs).map_err(|e| Error::io(&rootfs, e))?;
+        prune_operator_trees(&dir);
     }
     Ok(ImageSpec {
         names: vec![OPERATOR_IMAGE.into()],
@@ -176,6 +177,28 @@ pub fn operator_image(binary: &Path) -> Result<ImageSpec, Error> {
             ..Default::default()
         },
     })
+}
+
+/// Every operator build gets a tree of its own; keep the newest two.
+fn prune_operator_trees(keep: &Path) {
+    let Some(parent) = keep.parent() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let mut trees: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p != keep)
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("operator-")))
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .collect();
+    trees.sort();
+    trees.reverse();
+    for (_, old) in trees.into_iter().skip(1) {
+        let _ = std::fs::remove_dir_all(old);
+    }
 }
 
 /// The shared libraries (and the loader) a dynamically linked binary
