@@ -369,7 +369,9 @@ impl ControlPlane {
                 ("--v", "1".into()),
             ]),
         )?;
-        if !opts.nodes.is_empty() {
+        // Without real nodes KWOK always runs (simulated nodes may be
+        // added later); beside real nodes only when it has nodes to manage.
+        if real.is_none() || !opts.nodes.is_empty() {
             procs.spawn(
                 "kwok",
                 &binaries.kwok,

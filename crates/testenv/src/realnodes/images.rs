@@ -191,7 +191,10 @@ fn prune_operator_trees(keep: &Path) {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p != keep)
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("operator-")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("operator-"))
+        })
         .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
         .collect();
     trees.sort();
