@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::client::ApiCall;
+use crate::runtime::client::ApiCall;
 
 /// One RBAC rule as the chart writes it.
 #[derive(Debug)]

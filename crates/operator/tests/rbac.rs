@@ -16,10 +16,10 @@ use kube::api::{Patch, PatchParams};
 use kuberay_api::raycluster::ClusterState;
 use kuberay_api::rayjob::JobDeploymentStatus;
 use kuberay_api::{RayCluster, RayJob};
-use kuberay_operator::config::Config;
 use kuberay_operator::rbac::{
     self, LEADER_ELECTION_RULES, OPERATOR_RULES, Permission, called_permissions, permissions,
 };
+use kuberay_operator::runtime::config::Config;
 use kuberay_testenv::harness::{self, wait_until};
 use serde_json::json;
 use support::cli::*;

@@ -18,9 +18,11 @@ use kuberay_api::raycluster::{AuthMode, AutoscalerVersion, GcsBackend};
 use kuberay_api::validation::parse_ray_version;
 use kuberay_api::{RayCluster, RayClusterSpec};
 
-use super::autoscaler;
-use super::command::{self, Node};
-use crate::config::{Config, KUBERAY_VERSION};
+use crate::ray::autoscaler;
+pub mod command;
+
+use crate::runtime::config::{Config, KUBERAY_VERSION};
+use command::Node;
 
 /// Which kind of object asked for the cluster (from `ray.io/originated-from-crd`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

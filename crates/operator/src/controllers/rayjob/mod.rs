@@ -22,13 +22,13 @@ use kuberay_api::names::{CREATED_BY, CREATED_BY_LABEL};
 use kuberay_api::tolerant::Tolerant;
 use kuberay_api::{RayCluster, RayJob};
 
-use crate::backoff::Failures;
-use crate::cache::{Cache, controller_owner};
-use crate::config::Config;
-use crate::dashboard::DashboardClient;
-use crate::events::Events;
-use crate::manager::Shared;
-use crate::metrics::Metrics;
+use crate::kit::backoff::Failures;
+use crate::kit::cache::{Cache, controller_owner};
+use crate::kit::events::Events;
+use crate::ray::dashboard::DashboardClient;
+use crate::runtime::config::Config;
+use crate::runtime::manager::Shared;
+use crate::runtime::metrics::Metrics;
 
 pub use reconcile::Error;
 

@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kuberay_api::RayCluster;
 
-use crate::cache::Trim;
+use crate::kit::cache::Trim;
 
 impl Trim for Pod {
     fn trim(&mut self) {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use kube::Client;
 
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::scope::Scope;
-use crate::server::Readiness;
+use crate::kit::scope::Scope;
+use crate::runtime::config::Config;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::server::Readiness;
 
 #[derive(Clone)]
 pub struct Shared {
@@ -20,7 +20,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
     /// How controllers reach Ray dashboards.
-    pub dashboards: Arc<dyn crate::rayjob::Dashboards>,
+    pub dashboards: Arc<dyn crate::controllers::rayjob::Dashboards>,
 }
 
 /// Why the operator stopped, besides a requested shutdown.
@@ -36,9 +36,9 @@ pub const LEADER_LEASE: &str = "ray-operator-leader";
 /// Runs the whole operator: HTTP endpoints, leader election, controllers,
 /// until `shutdown` resolves (SIGTERM in production) or leadership is lost.
 pub async fn run(
-    opts: crate::options::Options,
+    opts: crate::runtime::options::Options,
     client: Client,
-    requests: crate::client::RequestCounts,
+    requests: crate::runtime::client::RequestCounts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use futures::FutureExt;
@@ -60,7 +60,7 @@ pub async fn run(
         let r = readiness.clone();
         let s = stopped();
         tokio::spawn(async move {
-            if let Err(e) = crate::server::serve_health(addr, r, s).await {
+            if let Err(e) = crate::runtime::server::serve_health(addr, r, s).await {
                 tracing::error!(%addr, error = %e, "health endpoint failed");
             }
         });
@@ -69,14 +69,14 @@ pub async fn run(
         let m = metrics.clone();
         let s = stopped();
         tokio::spawn(async move {
-            if let Err(e) = crate::server::serve_metrics(addr, m, s).await {
+            if let Err(e) = crate::runtime::server::serve_metrics(addr, m, s).await {
                 tracing::error!(%addr, error = %e, "metrics endpoint failed");
             }
         });
     }
-    let cfg =
-        crate::config::Config::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
-    let cfg = crate::config::Config {
+    let cfg = crate::runtime::config::Config::from_env(|k| std::env::var(k).ok())
+        .map_err(anyhow::Error::msg)?;
+    let cfg = crate::runtime::config::Config {
         gates: opts.gates.clone(),
         head_sidecars: opts.head_sidecars.clone(),
         worker_sidecars: opts.worker_sidecars.clone(),
@@ -94,7 +94,7 @@ pub async fn run(
         concurrency: opts.concurrency,
         metrics,
         readiness: readiness.clone(),
-        dashboards: Arc::new(crate::rayjob::DirectDashboards),
+        dashboards: Arc::new(crate::controllers::rayjob::DirectDashboards),
     };
     if !opts.leader_election {
         run_controllers(shared, stopped()).await;
@@ -104,7 +104,7 @@ pub async fn run(
     let identity = std::env::var("POD_NAME")
         .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
     let mut election =
-        crate::leader::Election::join(client, &namespace, LEADER_LEASE, &identity).await?;
+        crate::runtime::leader::Election::join(client, &namespace, LEADER_LEASE, &identity).await?;
     readiness.standing_by();
     tracing::info!(%namespace, lease = LEADER_LEASE, %identity, "waiting to lead");
     futures::select! {
@@ -148,8 +148,8 @@ async fn run_controllers(
     let stop = stop.shared();
     shared.readiness.expect(2);
     futures::join!(
-        crate::raycluster::run(shared.clone(), stop.clone()),
-        crate::rayjob::run(shared.clone(), shared.dashboards.clone(), stop.clone()),
+        crate::controllers::raycluster::run(shared.clone(), stop.clone()),
+        crate::controllers::rayjob::run(shared.clone(), shared.dashboards.clone(), stop.clone()),
     );
 }
 

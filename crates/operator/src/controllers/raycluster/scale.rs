@@ -13,8 +13,8 @@ use kuberay_api::features::RAY_MULTI_HOST_INDEXING;
 use kuberay_api::names::*;
 use kuberay_api::raycluster::{RayClusterUpgradeType, WorkerGroupSpec};
 
-use super::pod::WorkerSlot;
-use crate::config::{Config, KUBERAY_VERSION};
+use crate::ray::pod::WorkerSlot;
+use crate::runtime::config::{Config, KUBERAY_VERSION};
 
 /// A pod to delete and the event that explains it.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,9 +179,9 @@ pub fn plan(
     }
     match heads.as_slice() {
         [] => {
-            let provisioned = crate::conditions::is_true(
+            let provisioned = crate::kit::conditions::is_true(
                 cluster.status.as_ref().and_then(|s| s.conditions.as_ref()),
-                super::status::PROVISIONED,
+                crate::ray::conditions::PROVISIONED,
             );
             let no_restart = cluster
                 .metadata

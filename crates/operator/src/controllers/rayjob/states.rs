@@ -23,8 +23,8 @@ use kuberay_api::{RayCluster, RayJob, RayJobStatus};
 use super::deletion::{self, Cleanup};
 use super::reconcile::Error;
 use super::{Context, cluster, submitter};
-use crate::applier;
-use crate::dashboard::{DashboardError, SubmitRequest};
+use crate::kit::applier;
+use crate::ray::dashboard::{DashboardError, SubmitRequest};
 
 /// When to look at the RayJob again (besides watch events).
 pub(super) enum Next {
@@ -267,9 +267,9 @@ async fn get_or_create_cluster(
 /// Why a cluster is not ready yet, for the RayJob's message.
 fn waiting_message(c: &RayCluster) -> String {
     let s = c.status.clone().unwrap_or_default();
-    let head = crate::conditions::find(
+    let head = crate::kit::conditions::find(
         s.conditions.as_ref(),
-        crate::raycluster::status::HEAD_POD_READY,
+        crate::ray::conditions::HEAD_POD_READY,
     );
     let head = match head {
         Some(h) if h.status == "True" => "head pod ready".to_string(),
@@ -663,7 +663,7 @@ fn submit_request(job: &RayJob, job_id: &str) -> Result<SubmitRequest, Error> {
 /// attempt has a new cluster), so clients of the job need one address.
 async fn ensure_job_service(job: &RayJob, c: &RayCluster, ctx: &Context) -> Result<(), Error> {
     use kuberay_api::names::*;
-    let mut svc = crate::raycluster::service::head_service(c, &ctx.cfg);
+    let mut svc = crate::ray::service::head_service(c, &ctx.cfg);
     let name = job.name_any();
     svc.metadata.name = Some(format!("{name}-head-svc"));
     svc.metadata.labels = Some(

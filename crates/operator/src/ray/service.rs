@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kuberay_api::RayCluster;
 use kuberay_api::names::*;
 
-use crate::config::Config;
+use crate::runtime::config::Config;
 
 fn cluster_name(c: &RayCluster) -> &str {
     c.metadata.name.as_deref().unwrap_or_default()

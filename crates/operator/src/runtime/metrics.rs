@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::client::RequestCounts;
+use crate::runtime::client::RequestCounts;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
@@ -357,9 +357,9 @@ impl Collector for ClusterCollector {
                 })
                 .set(1);
                 let is_provisioned = c.parsed.as_ref().ok().is_some_and(|rc| {
-                    crate::conditions::is_true(
+                    crate::kit::conditions::is_true(
                         rc.status.as_ref().and_then(|s| s.conditions.as_ref()),
-                        crate::raycluster::status::PROVISIONED,
+                        crate::ray::conditions::PROVISIONED,
                     )
                 });
                 provisioned

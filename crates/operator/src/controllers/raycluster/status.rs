@@ -14,15 +14,10 @@ use kuberay_api::raycluster::{ClusterState, HeadInfo};
 use kuberay_api::{RayCluster, RayClusterStatus};
 
 use super::scale::{desired_pods, is_terminating};
-use crate::conditions;
-use crate::quantity::Totals;
+use crate::kit::conditions;
+use crate::ray::quantity::Totals;
 
-pub const PROVISIONED: &str = "RayClusterProvisioned";
-pub const HEAD_POD_READY: &str = "HeadPodReady";
-/// KubeRay's `RayClusterReplicaFailure` condition; its type string is this.
-pub const REPLICA_FAILURE: &str = "ReplicaFailure";
-pub const SUSPENDING: &str = "RayClusterSuspending";
-pub const SUSPENDED: &str = "RayClusterSuspended";
+use crate::ray::conditions::*;
 
 /// What a reconcile saw and did, for the status.
 pub struct Observation<'a> {

@@ -18,7 +18,7 @@ use kuberay_api::{RayJob, RayJobStatus, defaults};
 
 use super::states::{self, Next};
 use super::{Context, FINALIZER};
-use crate::applier::{ApplyError, FIELD_MANAGER};
+use crate::kit::applier::{ApplyError, FIELD_MANAGER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -3,14 +3,9 @@
 //! (pure), apply, then write the status only if it changed. Everything it
 //! reads comes from watch-fed caches; it never lists from the API server.
 
-pub mod auth;
-pub mod autoscaler;
-pub mod command;
 pub mod hash;
-pub mod pod;
 mod reconcile;
 pub mod scale;
-pub mod service;
 pub mod status;
 
 use std::sync::Arc;
@@ -26,13 +21,13 @@ use kuberay_api::RayCluster;
 use kuberay_api::names::{CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, NODE_TYPE_LABEL};
 use kuberay_api::tolerant::Tolerant;
 
-use crate::backoff::Failures;
-use crate::cache::{Cache, controller_owner};
-use crate::config::Config;
-use crate::events::Events;
-use crate::expectations::Expectations;
-use crate::manager::Shared;
-use crate::metrics::Metrics;
+use crate::kit::backoff::Failures;
+use crate::kit::cache::{Cache, controller_owner};
+use crate::kit::events::Events;
+use crate::kit::expectations::Expectations;
+use crate::runtime::config::Config;
+use crate::runtime::manager::Shared;
+use crate::runtime::metrics::Metrics;
 
 pub use reconcile::Error;
 

@@ -12,9 +12,9 @@ use kuberay_api::names::{
     APP_NAME, APP_NAME_LABEL, CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, check_name,
 };
 
-use super::command;
+use super::pod::command;
 use super::pod::{push_env, push_field_env};
-use crate::config::Config;
+use crate::runtime::config::Config;
 
 const START: &str = "ray kuberay-autoscaler --cluster-name $(RAY_CLUSTER_NAME) --cluster-namespace $(RAY_CLUSTER_NAMESPACE)";
 

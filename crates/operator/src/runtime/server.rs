@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;

@@ -14,12 +14,14 @@ use kuberay_api::tolerant::Tolerant;
 use kuberay_api::validation::validate_raycluster;
 use kuberay_api::{RayCluster, RayClusterStatus, defaults};
 
-use super::pod::{PodContext, WorkerSlot};
 use super::scale::{Plan, name_of};
-use super::status::{self, Observation, REPLICA_FAILURE, SUSPENDING};
-use super::{Context, auth, autoscaler, hash, pod, scale, service};
-use crate::applier::{self, ApplyError, FIELD_MANAGER, Outcome};
-use crate::conditions;
+use super::status::{self, Observation};
+use super::{Context, hash, scale};
+use crate::kit::applier::{self, ApplyError, FIELD_MANAGER, Outcome};
+use crate::kit::conditions;
+use crate::ray::conditions::{PROVISIONED, REPLICA_FAILURE, SUSPENDING};
+use crate::ray::pod::{self, PodContext, WorkerSlot};
+use crate::ray::{auth, autoscaler, service};
 
 /// Why a reconcile failed; each variant's reason is stable (event reason,
 /// log field, metric label).
@@ -165,9 +167,9 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
     let new_status = status::compute(&cluster, &obs);
     let was_provisioned = conditions::is_true(
         cluster.status.as_ref().and_then(|s| s.conditions.as_ref()),
-        status::PROVISIONED,
+        PROVISIONED,
     );
-    let now_provisioned = conditions::is_true(new_status.conditions.as_ref(), status::PROVISIONED);
+    let now_provisioned = conditions::is_true(new_status.conditions.as_ref(), PROVISIONED);
     if write_status(&ctx, &cluster, new_status).await? && now_provisioned && !was_provisioned {
         let age = cluster
             .metadata
@@ -209,7 +211,7 @@ fn shell_of(obj: &Tolerant<RayCluster>) -> RayCluster {
 async fn ensure<K>(
     ctx: &Context,
     cluster: &RayCluster,
-    cache: &crate::cache::Cache<K>,
+    cache: &crate::kit::cache::Cache<K>,
     mut desired: K,
     kind: &'static str,
 ) -> Result<(), Error>
@@ -221,7 +223,7 @@ where
         + std::fmt::Debug
         + Send
         + Sync
-        + crate::cache::Trim
+        + crate::kit::cache::Trim
         + 'static,
 {
     let meta = desired.meta_mut();
@@ -409,7 +411,7 @@ async fn execute(
     if let Some(head) = &plan.adopt_head {
         let patch = serde_json::json!({"metadata": {"annotations": {
             UPGRADE_HASH_ANNOTATION: spec_hash,
-            KUBERAY_VERSION_ANNOTATION: crate::config::KUBERAY_VERSION,
+            KUBERAY_VERSION_ANNOTATION: crate::runtime::config::KUBERAY_VERSION,
         }}});
         if let Err(e) = api
             .patch(head, &PatchParams::default(), &Patch::Merge(&patch))

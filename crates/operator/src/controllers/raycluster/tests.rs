@@ -7,11 +7,11 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 use kuberay_api::RayCluster;
 
-use super::pod::{PodContext, WorkerSlot, head_pod, worker_pod};
 use super::scale::{Deletion, plan};
-use super::service::{head_service, headless_service, serve_service};
 use super::status::{Observation, compute};
-use crate::config::Config;
+use crate::ray::pod::{PodContext, WorkerSlot, head_pod, worker_pod};
+use crate::ray::service::{head_service, headless_service, serve_service};
+use crate::runtime::config::Config;
 
 const CLUSTER: &str = r#"
 apiVersion: ray.io/v1
@@ -549,7 +549,7 @@ fn recreate_upgrade_deletes_all_pods_when_the_spec_hash_changes() {
         ),
         (
             "ray.io/kuberay-version".to_string(),
-            crate::config::KUBERAY_VERSION.to_string(),
+            crate::runtime::config::KUBERAY_VERSION.to_string(),
         ),
     ]));
     let pods = vec![Arc::new(head.clone())];

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Container;
 use kuberay_api::RayClusterSpec;
 use kuberay_api::names::GCS_PORT;
 
-use crate::quantity;
+use crate::ray::quantity;
 
 /// The head's GCS port: its `port` parameter, else 6379.
 pub fn head_port(spec: &RayClusterSpec) -> String {

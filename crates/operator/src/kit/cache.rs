@@ -16,7 +16,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, reflector::ObjectRef};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::scope::{Listed, Scope};
+use crate::kit::scope::{Listed, Scope};
 use serde::de::DeserializeOwned;
 
 /// Drops what no reconcile reads before an object is cached.
@@ -229,7 +229,7 @@ where
         let namespaces = scope.namespaces();
         self.listed.expect(namespaces.len());
         let streams = namespaces.into_iter().map(|ns| {
-            let api: Api<K> = crate::scope::api_in(client, ns.as_deref());
+            let api: Api<K> = crate::kit::scope::api_in(client, ns.as_deref());
             let cache = self.clone();
             let mut relist: Option<Inner<K>> = None;
             let kind = K::kind(&()).to_string();

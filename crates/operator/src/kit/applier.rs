@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::cache::{Cache, Trim};
+use crate::kit::cache::{Cache, Trim};
 
 /// The field manager of every write this operator makes.
 pub const FIELD_MANAGER: &str = "kuberay-operator";

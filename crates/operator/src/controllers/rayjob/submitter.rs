@@ -20,7 +20,7 @@ use kuberay_api::rayjob::JobSubmissionMode;
 use kuberay_api::validation::parse_ray_version;
 use kuberay_api::{RayClusterSpec, RayJob};
 
-use crate::raycluster::command::shell;
+use crate::ray::pod::command::shell;
 
 pub const SUBMITTER_CONTAINER: &str = "ray-job-submitter";
 

@@ -1,0 +1,4 @@
+//! The controllers, one folder per kind.
+
+pub mod raycluster;
+pub mod rayjob;

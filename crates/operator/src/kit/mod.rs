@@ -1,0 +1,12 @@
+//! A generic controller toolkit: the single way to run a controller, the
+//! watch-fed caches of children, expectations, the applier, events,
+//! conditions and per-object backoff. Nothing here knows a controller.
+
+pub mod applier;
+pub mod backoff;
+pub mod cache;
+pub mod conditions;
+pub mod events;
+pub mod expectations;
+pub mod scope;
+mod trim;
