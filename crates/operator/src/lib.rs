@@ -14,3 +14,14 @@ pub mod kit;
 pub mod ray;
 pub mod rbac;
 pub mod runtime;
+
+/// Runs the operator with every controller of [`controllers::ALL`] until
+/// `shutdown` resolves (SIGTERM in production) or leadership is lost.
+pub async fn run(
+    opts: runtime::options::Options,
+    client: kube::Client,
+    requests: runtime::client::RequestCounts,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    runtime::manager::run(opts, client, requests, shutdown, controllers::start).await
+}

@@ -86,8 +86,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let (client, requests) =
         kuberay_operator::runtime::client::limited(config, Some((opts.qps, opts.burst)))?;
-    if let Err(e) = kuberay_operator::runtime::manager::run(opts, client, requests, signal()).await
-    {
+    if let Err(e) = kuberay_operator::run(opts, client, requests, signal()).await {
         tracing::error!(error = %e, "operator stopped");
         return Err(e);
     }

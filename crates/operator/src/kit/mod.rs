@@ -5,8 +5,10 @@
 pub mod applier;
 pub mod backoff;
 pub mod cache;
+pub mod clock;
 pub mod conditions;
 pub mod events;
 pub mod expectations;
+pub mod runner;
 pub mod scope;
 mod trim;

@@ -72,6 +72,22 @@ pub enum DashboardError {
     Decode { url: String, detail: String },
 }
 
+/// How the operator reaches a cluster's dashboard. Production goes to the
+/// head service's DNS name; tests point it at a local double.
+pub trait Dashboards: Send + Sync {
+    /// A client for `cluster`, whose dashboard URL (host:port) is `url`.
+    fn client(&self, cluster: &kuberay_api::RayCluster, url: &str) -> DashboardClient;
+}
+
+/// Straight to the head service.
+pub struct DirectDashboards;
+
+impl Dashboards for DirectDashboards {
+    fn client(&self, _: &kuberay_api::RayCluster, url: &str) -> DashboardClient {
+        DashboardClient::new(&format!("http://{url}"))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DashboardClient {
     http: reqwest::Client,

@@ -1,27 +1,27 @@
-//! What every controller gets from the process that runs it: the client,
-//! settings, the namespaces to watch, metrics and readiness.
+//! The process around the controllers: HTTP endpoints, the settings,
+//! leader election, and the controllers it is handed, until shutdown.
 
-use std::sync::Arc;
-
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use kube::Client;
 
+use crate::kit::runner::Env;
 use crate::kit::scope::Scope;
 use crate::runtime::config::Config;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::server::Readiness;
 
-#[derive(Clone)]
-pub struct Shared {
-    pub client: Client,
-    pub cfg: Config,
-    pub scope: Scope,
-    /// Objects of one kind reconciled in parallel.
-    pub concurrency: u16,
-    pub metrics: Arc<Metrics>,
-    pub readiness: Readiness,
-    /// How controllers reach Ray dashboards.
-    pub dashboards: Arc<dyn crate::controllers::rayjob::Dashboards>,
+/// Resolves when the controllers must stop. Cheap to clone.
+pub type Stop = Shared<BoxFuture<'static, ()>>;
+
+/// A stop signal from any future.
+pub fn stop_on(f: impl std::future::Future<Output = ()> + Send + 'static) -> Stop {
+    f.boxed().shared()
 }
+
+/// Starts the controllers with the process's environment and settings; the
+/// returned future ends once they have stopped.
+pub type Start = fn(Env, Config, Stop) -> BoxFuture<'static, ()>;
 
 /// Why the operator stopped, besides a requested shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +40,8 @@ pub async fn run(
     client: Client,
     requests: crate::runtime::client::RequestCounts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    start: Start,
 ) -> anyhow::Result<()> {
-    use futures::FutureExt;
     let metrics = Metrics::new(opts.kuberay_metrics, requests);
     let readiness = Readiness::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -74,9 +74,8 @@ pub async fn run(
             }
         });
     }
-    let cfg = crate::runtime::config::Config::from_env(|k| std::env::var(k).ok())
-        .map_err(anyhow::Error::msg)?;
-    let cfg = crate::runtime::config::Config {
+    let cfg = Config::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    let cfg = Config {
         gates: opts.gates.clone(),
         head_sidecars: opts.head_sidecars.clone(),
         worker_sidecars: opts.worker_sidecars.clone(),
@@ -87,17 +86,15 @@ pub async fn run(
             || cfg.delete_rayjob_after_finish,
         ..cfg
     };
-    let shared = Shared {
+    let env = Env {
         client: client.clone(),
-        cfg,
         scope: Scope::parse(&opts.watch_namespace),
         concurrency: opts.concurrency,
         metrics,
         readiness: readiness.clone(),
-        dashboards: Arc::new(crate::controllers::rayjob::DirectDashboards),
     };
     if !opts.leader_election {
-        run_controllers(shared, stopped()).await;
+        start(env, cfg, stop_on(stopped())).await;
         return Ok(());
     }
     let namespace = leader_namespace(&opts.leader_election_namespace)?;
@@ -130,27 +127,13 @@ pub async fn run(
             }
         }
     };
-    run_controllers(shared, controllers_stop).await;
+    start(env, cfg, stop_on(controllers_stop)).await;
     let lost_lease = lease_lost.now_or_never().is_some() && !*election.leading.borrow();
     election.resign().await;
     if lost_lease {
         return Err(ExitError::LostLease(LEADER_LEASE.into()).into());
     }
     Ok(())
-}
-
-/// Every controller, until `stop` resolves; in-flight reconciles finish.
-async fn run_controllers(
-    shared: Shared,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    use futures::FutureExt;
-    let stop = stop.shared();
-    shared.readiness.expect(2);
-    futures::join!(
-        crate::controllers::raycluster::run(shared.clone(), stop.clone()),
-        crate::controllers::rayjob::run(shared.clone(), shared.dashboards.clone(), stop.clone()),
-    );
 }
 
 fn hostname() -> String {

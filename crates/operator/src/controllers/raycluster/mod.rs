@@ -10,26 +10,32 @@ pub mod status;
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use kuberay_api::RayCluster;
 use kuberay_api::names::{CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, NODE_TYPE_LABEL};
 use kuberay_api::tolerant::Tolerant;
 
-use crate::kit::backoff::Failures;
+use super::{Registration, Shared};
 use crate::kit::cache::{Cache, controller_owner};
 use crate::kit::events::Events;
 use crate::kit::expectations::Expectations;
+use crate::kit::runner::Runner;
 use crate::runtime::config::Config;
-use crate::runtime::manager::Shared;
+use crate::runtime::manager::Stop;
 use crate::runtime::metrics::Metrics;
 
 pub use reconcile::Error;
+
+pub const REGISTRATION: Registration = Registration {
+    name: "raycluster",
+    enabled: |_| true,
+    run: |shared, stop| run(shared, stop).boxed(),
+};
 
 /// Shared state of the RayCluster controller.
 pub struct Context {
@@ -45,8 +51,6 @@ pub struct Context {
     pub expectations: Expectations,
     pub events: Events,
     pub metrics: Arc<Metrics>,
-    /// Consecutive failures per cluster, for exponential backoff.
-    failures: Failures,
 }
 
 fn pod_cluster(p: &Pod) -> Option<String> {
@@ -57,16 +61,11 @@ fn owner_cluster<K: ResourceExt>(o: &K) -> Option<String> {
     controller_owner(o.meta(), "RayCluster")
 }
 
-/// Runs the controller until `shutdown` resolves; in-flight reconciles
-/// finish first.
-pub async fn run(
-    shared: Shared,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let client = shared.client.clone();
-    let scope = shared.scope.clone();
+/// Runs the controller until `stop` resolves; in-flight reconciles finish.
+pub async fn run(shared: Shared, stop: Stop) {
+    let env = &shared.env;
     let ctx = Arc::new(Context {
-        client: client.clone(),
+        client: env.client.clone(),
         cfg: shared.cfg.clone(),
         pods: Cache::new(pod_cluster),
         services: Cache::new(owner_cluster::<Service>),
@@ -76,79 +75,32 @@ pub async fn run(
         role_bindings: Cache::new(owner_cluster::<RoleBinding>),
         secrets: Cache::new(owner_cluster::<Secret>),
         expectations: Expectations::default(),
-        events: Events::new(client.clone(), "raycluster-controller"),
-        metrics: shared.metrics.clone(),
-        failures: Failures::default(),
+        events: Events::new(env.client.clone(), "raycluster-controller"),
+        metrics: env.metrics.clone(),
     });
     // Only Ray pods and only what this operator created are cached.
     let ray_pods = watcher::Config::default()
         .labels(&format!("{NODE_TYPE_LABEL} in (head,worker,redis-cleanup)"));
     let ours = watcher::Config::default().labels(&format!("{CREATED_BY_LABEL}={CREATED_BY}"));
-    let triggers = futures::stream::select_all([
-        ctx.pods.watch(&client, &scope, ray_pods),
-        ctx.services.watch(&client, &scope, ours.clone()),
-        ctx.ingresses.watch(&client, &scope, ours.clone()),
-        ctx.service_accounts.watch(&client, &scope, ours.clone()),
-        ctx.roles.watch(&client, &scope, ours.clone()),
-        ctx.role_bindings.watch(&client, &scope, ours.clone()),
-        ctx.secrets.watch(&client, &scope, ours),
-    ]);
-    let (reader, writer) = reflector::store();
-    shared.metrics.watch_clusters(reader.clone());
+    let metrics = env.metrics.clone();
     let gone = ctx.clone();
-    let (clusters, listed) = scope
-        .watch_listed::<Tolerant<RayCluster>>(&client, watcher::Config::default().any_semantic());
-    let clusters = clusters
-        .inspect_ok(move |event| {
-            if let watcher::Event::Delete(c) = event {
-                let (name, ns) = (c.name_any(), c.namespace().unwrap_or_default());
-                gone.metrics
-                    .cluster_deleted(&name, &ns, &c.uid().unwrap_or_default());
-                gone.expectations.forget(&(ns, name));
-            }
+    Runner::<Tolerant<RayCluster>>::new("raycluster", env)
+        .owns(&ctx.pods, ray_pods)
+        .owns(&ctx.services, ours.clone())
+        .owns(&ctx.ingresses, ours.clone())
+        .owns(&ctx.service_accounts, ours.clone())
+        .owns(&ctx.roles, ours.clone())
+        .owns(&ctx.role_bindings, ours.clone())
+        .owns(&ctx.secrets, ours)
+        .with_store(move |store| metrics.watch_clusters(store))
+        .on_delete(move |c| {
+            let (name, ns) = (c.name_any(), c.namespace().unwrap_or_default());
+            gone.metrics
+                .cluster_deleted(&name, &ns, &c.uid().unwrap_or_default());
+            gone.expectations.forget(&(ns, name));
         })
-        .modify(|c| c.metadata.managed_fields = None)
-        .reflect(writer)
-        .touched_objects();
-    let synced = ctx.clone();
-    let readiness = shared.readiness.clone();
-    tokio::spawn(async move {
-        listed.wait().await;
-        tracing::debug!("RayCluster cache synced");
-        synced.pods.wait_ready().await;
-        tracing::debug!("pod cache synced");
-        synced.services.wait_ready().await;
-        tracing::info!("raycluster controller caches synced");
-        readiness.synced();
-    });
-    Controller::for_stream(clusters, reader)
-        .with_config(controller::Config::default().concurrency(shared.concurrency))
-        .reconcile_on(triggers)
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx: Arc<Context>| async move {
-                let timer = ctx.metrics.reconcile_started("raycluster");
-                let result = reconcile::reconcile(obj, ctx.clone()).await;
-                timer.finish(result.as_ref().err().map(Error::reason));
-                result
-            },
-            error_policy,
-            ctx,
-        )
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "reconcile failed");
-            }
-        })
+        .run(ctx, reconcile::reconcile, stop)
         .await;
-}
-
-/// Exponential backoff per cluster: 1s, 2s, 4s, ... up to 5 minutes.
-fn error_policy(obj: Arc<Tolerant<RayCluster>>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let delay = ctx.failures.next_delay(&key);
-    tracing::warn!(namespace = %key.0, name = %key.1, error = %err, reason = err.reason(), retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 #[cfg(test)]

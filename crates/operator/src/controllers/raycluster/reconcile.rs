@@ -19,6 +19,7 @@ use super::status::{self, Observation};
 use super::{Context, hash, scale};
 use crate::kit::applier::{self, ApplyError, FIELD_MANAGER, Outcome};
 use crate::kit::conditions;
+use crate::kit::runner::Reason;
 use crate::ray::conditions::{PROVISIONED, REPLICA_FAILURE, SUSPENDING};
 use crate::ray::pod::{self, PodContext, WorkerSlot};
 use crate::ray::{auth, autoscaler, service};
@@ -41,8 +42,8 @@ pub enum Error {
     Refused(String),
 }
 
-impl Error {
-    pub fn reason(&self) -> &'static str {
+impl Reason for Error {
+    fn reason(&self) -> &'static str {
         match self {
             Error::Status(_) => "FailedToUpdateStatus",
             Error::Child { kind, .. } => match *kind {
@@ -194,7 +195,6 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
             .await;
         return Err(Error::Refused(problem));
     }
-    ctx.failures.reset(&key);
     Ok(Action::requeue(ctx.cfg.resync))
 }
 

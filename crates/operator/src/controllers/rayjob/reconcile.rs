@@ -19,6 +19,7 @@ use kuberay_api::{RayJob, RayJobStatus, defaults};
 use super::states::{self, Next};
 use super::{Context, FINALIZER};
 use crate::kit::applier::{ApplyError, FIELD_MANAGER};
+use crate::kit::runner::Reason;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,8 +31,8 @@ pub enum Error {
     Service(ApplyError),
 }
 
-impl Error {
-    pub fn reason(&self) -> &'static str {
+impl Reason for Error {
+    fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "KubernetesAPIError",
             Error::Spec(_) => "SubmissionFailed",
@@ -114,7 +115,6 @@ pub async fn reconcile(obj: Arc<Tolerant<RayJob>>, ctx: Arc<Context>) -> Result<
     let next = states::step(&job, &mut st, &ctx, now).await?;
     settle(&job, &old, &mut st, now, &ctx);
     write_status(&job, &old, st, &ctx).await?;
-    ctx.failures.reset(&(ns, name));
     Ok(match next {
         Next::Wait => Action::await_change(),
         Next::After(d) if d.is_zero() => Action::requeue(Duration::from_millis(50)),
