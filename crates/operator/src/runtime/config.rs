@@ -48,6 +48,9 @@ pub struct Config {
     pub default_pod_annotations: BTreeMap<String, String>,
     /// `DELETE_RAYJOB_CR_AFTER_JOB_FINISHES`: delete a finished RayJob itself.
     pub delete_rayjob_after_finish: bool,
+    /// The operator's own time zone (`TZ`, else the system's): the zone of
+    /// a RayCronJob schedule without `timeZone`.
+    pub local_time_zone: jiff::tz::TimeZone,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             default_pod_labels: BTreeMap::new(),
             default_pod_annotations: BTreeMap::new(),
             delete_rayjob_after_finish: false,
+            local_time_zone: jiff::tz::TimeZone::UTC,
         }
     }
 }

@@ -84,6 +84,7 @@ pub async fn run(
         default_pod_annotations: opts.default_pod_annotations.clone(),
         delete_rayjob_after_finish: opts.delete_rayjob_after_finish
             || cfg.delete_rayjob_after_finish,
+        local_time_zone: jiff::tz::TimeZone::system(),
         ..cfg
     };
     let env = Env {
