@@ -3,7 +3,9 @@
 //! (pure), apply, then write the status only if it changed. Everything it
 //! reads comes from watch-fed caches; it never lists from the API server.
 
+mod children;
 pub mod hash;
+mod pods;
 mod reconcile;
 pub mod scale;
 pub mod status;
@@ -29,6 +31,8 @@ use crate::runtime::config::Config;
 use crate::runtime::manager::Stop;
 use crate::runtime::metrics::Metrics;
 
+pub use children::ChildKind;
+pub use pods::PodFailure;
 pub use reconcile::Error;
 
 pub const REGISTRATION: Registration = Registration {
