@@ -31,11 +31,12 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn new(client: Client, controller: &str) -> Self {
+    /// Events reported by `controller` from the replica `instance`.
+    pub fn new(client: Client, controller: &str, instance: &str) -> Self {
         Self {
             client,
             controller: controller.into(),
-            instance: std::env::var("POD_NAME").unwrap_or_else(|_| "kuberay-operator".into()),
+            instance: instance.into(),
             recent: Arc::default(),
         }
     }

@@ -48,6 +48,14 @@ pub struct Config {
     pub default_pod_annotations: BTreeMap<String, String>,
     /// `DELETE_RAYJOB_CR_AFTER_JOB_FINISHES`: delete a finished RayJob itself.
     pub delete_rayjob_after_finish: bool,
+    /// `RAYJOB_DEPLOYMENT_STATUS_TRANSITION_GRACE_PERIOD_SECONDS`: how long a
+    /// RayJob may stay Running after Ray reported its job finished.
+    pub job_transition_grace: Duration,
+    /// `RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS`: how long the dashboard may
+    /// fail to answer before the RayJob fails.
+    pub job_status_check_timeout: Duration,
+    /// `POD_NAME`: this replica, the reporting instance of its events.
+    pub instance: String,
     /// The operator's own time zone (`TZ`, else the system's): the zone of
     /// a RayCronJob schedule without `timeZone`.
     pub local_time_zone: jiff::tz::TimeZone,
@@ -71,6 +79,9 @@ impl Default for Config {
             default_pod_labels: BTreeMap::new(),
             default_pod_annotations: BTreeMap::new(),
             delete_rayjob_after_finish: false,
+            job_transition_grace: Duration::from_secs(300),
+            job_status_check_timeout: Duration::from_secs(300),
+            instance: "kuberay-operator".into(),
             local_time_zone: jiff::tz::TimeZone::UTC,
         }
     }
@@ -97,6 +108,24 @@ impl Config {
         c.head_cluster_ip_service = flag("ENABLE_RAY_HEAD_CLUSTER_IP_SERVICE", false);
         c.login_shell = flag("ENABLE_LOGIN_SHELL", false);
         c.deterministic_head_pod_name = flag("ENABLE_DETERMINISTIC_HEAD_POD_NAME", false);
+        // Like KubeRay, anything but a positive number keeps the default.
+        let seconds = |name: &str, default: Duration| {
+            get(name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|v| *v > 0)
+                .map_or(default, Duration::from_secs)
+        };
+        c.job_transition_grace = seconds(
+            "RAYJOB_DEPLOYMENT_STATUS_TRANSITION_GRACE_PERIOD_SECONDS",
+            c.job_transition_grace,
+        );
+        c.job_status_check_timeout = seconds(
+            "RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS",
+            c.job_status_check_timeout,
+        );
+        if let Some(name) = get("POD_NAME").filter(|n| !n.is_empty()) {
+            c.instance = name;
+        }
         if let Some(s) = get("RAYCLUSTER_DEFAULT_REQUEUE_SECONDS_ENV") {
             let secs: u64 = s.parse().map_err(|_| {
                 format!("RAYCLUSTER_DEFAULT_REQUEUE_SECONDS_ENV={s:?} is not a number of seconds")
@@ -124,6 +153,16 @@ mod tests {
         assert!(c.init_container_injection);
         assert!(c.random_pod_delete);
         assert_eq!(c.cluster_domain, "corp.local");
+        let c = Config::from_env(|k| match k {
+            "RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS" => Some("20".into()),
+            "RAYJOB_DEPLOYMENT_STATUS_TRANSITION_GRACE_PERIOD_SECONDS" => Some("-1".into()),
+            "POD_NAME" => Some("op-1".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.job_status_check_timeout, Duration::from_secs(20));
+        assert_eq!(c.job_transition_grace, Duration::from_secs(300));
+        assert_eq!(c.instance, "op-1");
         let bad = Config::from_env(|k| {
             (k == "RAYCLUSTER_DEFAULT_REQUEUE_SECONDS_ENV").then(|| "soon".into())
         });

@@ -79,7 +79,11 @@ pub async fn run(shared: Shared, stop: Stop) {
         role_bindings: Cache::new(owner_cluster::<RoleBinding>),
         secrets: Cache::new(owner_cluster::<Secret>),
         expectations: Expectations::default(),
-        events: Events::new(env.client.clone(), "raycluster-controller"),
+        events: Events::new(
+            env.client.clone(),
+            "raycluster-controller",
+            &shared.cfg.instance,
+        ),
         metrics: env.metrics.clone(),
     });
     // Only Ray pods and only what this operator created are cached.

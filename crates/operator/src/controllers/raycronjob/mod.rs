@@ -44,7 +44,11 @@ pub async fn run(shared: Shared, stop: Stop) {
     let ctx = Arc::new(Context {
         client: env.client.clone(),
         cfg: shared.cfg.clone(),
-        events: Events::new(env.client.clone(), "raycronjob-controller"),
+        events: Events::new(
+            env.client.clone(),
+            "raycronjob-controller",
+            &shared.cfg.instance,
+        ),
         clock: shared.clock.clone(),
     });
     Runner::<Tolerant<RayCronJob>>::new("raycronjob", env)

@@ -2,11 +2,13 @@
 //! entrypoint in the chosen mode, follow the Ray job through the dashboard,
 //! enforce deadlines and retries, then clean up as the deletion rules say.
 
+mod children;
+mod cleanup;
 pub mod cluster;
 pub mod deletion;
 mod reconcile;
-mod states;
 pub mod submitter;
+mod transitions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -72,7 +74,11 @@ pub async fn run(shared: Shared, stop: Stop) {
         clusters: Cache::new(owner_job::<RayCluster>),
         jobs: Cache::new(owner_job::<Job>),
         services: Cache::new(owner_job::<Service>),
-        events: Events::new(env.client.clone(), "rayjob-controller"),
+        events: Events::new(
+            env.client.clone(),
+            "rayjob-controller",
+            &shared.cfg.instance,
+        ),
         metrics: env.metrics.clone(),
         dashboards: shared.dashboards.clone(),
         poll: Duration::from_secs(3),

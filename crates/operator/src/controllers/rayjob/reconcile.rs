@@ -16,27 +16,57 @@ use kuberay_api::tolerant::Tolerant;
 use kuberay_api::validation::{validate_rayjob, validate_rayjob_status};
 use kuberay_api::{RayJob, RayJobStatus, defaults};
 
-use super::states::{self, Next};
+use super::cleanup;
+use super::transitions::{self, Next};
 use super::{Context, FINALIZER};
 use crate::kit::applier::{ApplyError, FIELD_MANAGER};
 use crate::kit::runner::Reason;
 
+/// Why a reconcile failed, one variant per step that can; each reason is
+/// stable (event reason where KubeRay has one, log field, metric label).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
-    Kube(kube::Error),
-    #[error("{0}")]
-    Spec(String),
+    #[error("reading the RayCluster: {0}")]
+    GetCluster(kube::Error),
+    #[error("creating the RayCluster: {0}")]
+    CreateCluster(kube::Error),
+    #[error("updating the RayCluster: {0}")]
+    UpdateCluster(kube::Error),
+    #[error("deleting the RayCluster: {0}")]
+    DeleteCluster(kube::Error),
+    #[error("creating the submitter Job: {0}")]
+    CreateSubmitter(kube::Error),
+    #[error("deleting the submitter Job: {0}")]
+    DeleteSubmitter(kube::Error),
+    #[error("listing the head pod: {0}")]
+    ListHeadPods(kube::Error),
     #[error("RayJob head service: {0}")]
     Service(ApplyError),
+    #[error("deleting the RayJob: {0}")]
+    DeleteSelf(kube::Error),
+    #[error("updating the finalizer: {0}")]
+    Finalizer(kube::Error),
+    #[error("updating the status: {0}")]
+    Status(kube::Error),
+    #[error("{0}")]
+    Spec(String),
 }
 
 impl Reason for Error {
     fn reason(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "KubernetesAPIError",
-            Error::Spec(_) => "SubmissionFailed",
+            Error::GetCluster(_) => "FailedToGetRayCluster",
+            Error::CreateCluster(_) => "FailedToCreateRayCluster",
+            Error::UpdateCluster(_) => "FailedToUpdateRayCluster",
+            Error::DeleteCluster(_) => "FailedToDeleteRayCluster",
+            Error::CreateSubmitter(_) => "FailedToCreateRayJobSubmitter",
+            Error::DeleteSubmitter(_) => "FailedToDeleteRayJobSubmitter",
+            Error::ListHeadPods(_) => "FailedToListHeadPods",
             Error::Service(_) => "FailedToCreateService",
+            Error::DeleteSelf(_) => "FailedToDeleteRayJob",
+            Error::Finalizer(_) => "FailedToUpdateFinalizer",
+            Error::Status(_) => "FailedToUpdateStatus",
+            Error::Spec(_) => "SubmissionFailed",
         }
     }
 }
@@ -73,7 +103,7 @@ pub async fn reconcile(obj: Arc<Tolerant<RayJob>>, ctx: Arc<Context>) -> Result<
     }
     if job.metadata.deletion_timestamp.is_some() {
         if job.finalizers().iter().any(|f| f == FINALIZER) {
-            states::stop_job(&job, &ctx).await;
+            cleanup::stop_job(&job, &ctx).await;
             remove_finalizer(&job, &ctx).await?;
         }
         return Ok(Action::await_change());
@@ -112,7 +142,7 @@ pub async fn reconcile(obj: Arc<Tolerant<RayJob>>, ctx: Arc<Context>) -> Result<
         add_finalizer(&job, &ctx).await?;
     }
     let now = Timestamp::now();
-    let next = states::step(&job, &mut st, &ctx, now).await?;
+    let next = transitions::step(&job, &mut st, &ctx, now).await?;
     settle(&job, &old, &mut st, now, &ctx);
     write_status(&job, &old, st, &ctx).await?;
     Ok(match next {
@@ -205,7 +235,7 @@ async fn write_status(
             &Patch::Apply(&body),
         )
         .await
-        .map_err(Error::Kube)?;
+        .map_err(Error::Status)?;
     ctx.wrote(
         (job.namespace().unwrap_or_default(), job.name_any()),
         stored.status.unwrap_or_default(),
@@ -225,7 +255,7 @@ async fn add_finalizer(job: &RayJob, ctx: &Context) -> Result<(), Error> {
         &Patch::Merge(&patch),
     )
     .await
-    .map_err(Error::Kube)?;
+    .map_err(Error::Finalizer)?;
     Ok(())
 }
 
@@ -249,6 +279,6 @@ async fn remove_finalizer(job: &RayJob, ctx: &Context) -> Result<(), Error> {
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::Kube(e)),
+        Err(e) => Err(Error::Finalizer(e)),
     }
 }
