@@ -19,9 +19,12 @@ use kube::{Client, Resource, ResourceExt};
 use crate::kit::scope::{Listed, Scope};
 use serde::de::DeserializeOwned;
 
-/// Drops what no reconcile reads before an object is cached.
-pub trait Trim {
-    fn trim(&mut self);
+/// Drops what no reconcile reads before an object is cached; by default
+/// the `managedFields`.
+pub trait Trim: Resource {
+    fn trim(&mut self) {
+        self.meta_mut().managed_fields = None;
+    }
 }
 
 /// Which owner an object belongs to, by name within its namespace.

@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kuberay_api::RayCluster;
 
 use crate::kit::cache::Trim;
 
@@ -51,25 +50,12 @@ impl Trim for Pod {
     }
 }
 
-macro_rules! trim_managed_fields {
-    ($($t:ty),+) => {$(
-        impl Trim for $t {
-            fn trim(&mut self) {
-                self.metadata.managed_fields = None;
-            }
-        }
-    )+};
-}
-
-trim_managed_fields!(
-    Service,
-    ServiceAccount,
-    Role,
-    RoleBinding,
-    Ingress,
-    Job,
-    RayCluster
-);
+impl Trim for Service {}
+impl Trim for ServiceAccount {}
+impl Trim for Role {}
+impl Trim for RoleBinding {}
+impl Trim for Ingress {}
+impl Trim for Job {}
 
 /// Only the existence of a Secret matters to reconciles; its data is not
 /// kept in memory.

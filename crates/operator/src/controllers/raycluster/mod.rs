@@ -5,6 +5,7 @@
 
 mod children;
 pub mod hash;
+pub mod metrics;
 mod pods;
 mod reconcile;
 pub mod scale;
@@ -29,7 +30,7 @@ use crate::kit::expectations::Expectations;
 use crate::kit::runner::Runner;
 use crate::runtime::config::Config;
 use crate::runtime::manager::Stop;
-use crate::runtime::metrics::Metrics;
+use metrics::ClusterMetrics;
 
 pub use children::ChildKind;
 pub use pods::PodFailure;
@@ -54,7 +55,7 @@ pub struct Context {
     pub secrets: Cache<Secret>,
     pub expectations: Expectations,
     pub events: Events,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<ClusterMetrics>,
 }
 
 fn pod_cluster(p: &Pod) -> Option<String> {
@@ -84,13 +85,13 @@ pub async fn run(shared: Shared, stop: Stop) {
             "raycluster-controller",
             &shared.cfg.instance,
         ),
-        metrics: env.metrics.clone(),
+        metrics: ClusterMetrics::register(&env.metrics),
     });
     // Only Ray pods and only what this operator created are cached.
     let ray_pods = watcher::Config::default()
         .labels(&format!("{NODE_TYPE_LABEL} in (head,worker,redis-cleanup)"));
     let ours = watcher::Config::default().labels(&format!("{CREATED_BY_LABEL}={CREATED_BY}"));
-    let metrics = env.metrics.clone();
+    let metrics = ctx.metrics.clone();
     let gone = ctx.clone();
     Runner::<Tolerant<RayCluster>>::new("raycluster", env)
         .owns(&ctx.pods, ray_pods)
@@ -100,11 +101,11 @@ pub async fn run(shared: Shared, stop: Stop) {
         .owns(&ctx.roles, ours.clone())
         .owns(&ctx.role_bindings, ours.clone())
         .owns(&ctx.secrets, ours)
-        .with_store(move |store| metrics.watch_clusters(store))
+        .with_store(move |store| metrics.watch(store))
         .on_delete(move |c| {
             let (name, ns) = (c.name_any(), c.namespace().unwrap_or_default());
             gone.metrics
-                .cluster_deleted(&name, &ns, &c.uid().unwrap_or_default());
+                .deleted(&name, &ns, &c.uid().unwrap_or_default());
             gone.expectations.forget(&(ns, name));
         })
         .run(ctx, reconcile::reconcile, stop)

@@ -170,7 +170,7 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
             .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
             .unwrap_or_default();
         ctx.metrics
-            .cluster_provisioned(&name, &ns, &cluster.uid().unwrap_or_default(), age);
+            .provisioned(&name, &ns, &cluster.uid().unwrap_or_default(), age);
     }
     if let Some((f, message)) = failure {
         return Err(Error::Replicas(f, message));

@@ -6,6 +6,7 @@ mod children;
 mod cleanup;
 pub mod cluster;
 pub mod deletion;
+pub mod metrics;
 mod reconcile;
 pub mod submitter;
 mod transitions;
@@ -24,13 +25,13 @@ use kuberay_api::tolerant::Tolerant;
 use kuberay_api::{RayCluster, RayJob};
 
 use super::{Registration, Shared};
-use crate::kit::cache::{Cache, controller_owner};
+use crate::kit::cache::{Cache, Trim, controller_owner};
 use crate::kit::events::Events;
 use crate::kit::runner::Runner;
 use crate::ray::dashboard::Dashboards;
 use crate::runtime::config::Config;
 use crate::runtime::manager::Stop;
-use crate::runtime::metrics::Metrics;
+use metrics::JobMetrics;
 
 pub use reconcile::Error;
 
@@ -51,7 +52,7 @@ pub struct Context {
     pub jobs: Cache<Job>,
     pub services: Cache<Service>,
     pub events: Events,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<JobMetrics>,
     pub dashboards: Arc<dyn Dashboards>,
     /// How often a running job's status is polled.
     pub poll: Duration,
@@ -60,6 +61,9 @@ pub struct Context {
     /// New, pick a second cluster name).
     written: Mutex<HashMap<(String, String), (kuberay_api::RayJobStatus, std::time::Instant)>>,
 }
+
+/// The RayJob controller caches the RayClusters it owns as they are.
+impl Trim for RayCluster {}
 
 fn owner_job<K: ResourceExt>(o: &K) -> Option<String> {
     controller_owner(o.meta(), "RayJob")
@@ -79,21 +83,21 @@ pub async fn run(shared: Shared, stop: Stop) {
             "rayjob-controller",
             &shared.cfg.instance,
         ),
-        metrics: env.metrics.clone(),
+        metrics: JobMetrics::register(&env.metrics),
         dashboards: shared.dashboards.clone(),
         poll: Duration::from_secs(3),
         written: Mutex::default(),
     });
     let ours = watcher::Config::default().labels(&format!("{CREATED_BY_LABEL}={CREATED_BY}"));
-    let metrics = env.metrics.clone();
+    let metrics = ctx.metrics.clone();
     let gone = ctx.clone();
     Runner::<Tolerant<RayJob>>::new("rayjob", env)
         .owns(&ctx.clusters, watcher::Config::default())
         .owns(&ctx.jobs, ours.clone())
         .owns(&ctx.services, ours)
-        .with_store(move |store| metrics.watch_jobs(store))
+        .with_store(move |store| metrics.watch(store))
         .on_delete(move |j| {
-            gone.metrics.job_deleted(
+            gone.metrics.deleted(
                 &j.name_any(),
                 &j.namespace().unwrap_or_default(),
                 &j.uid().unwrap_or_default(),

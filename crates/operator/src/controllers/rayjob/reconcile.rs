@@ -202,7 +202,7 @@ fn settle(job: &RayJob, old: &RayJobStatus, st: &mut RayJobStatus, now: Timestam
             .clone()
             .unwrap_or(D::New)
             .to_string();
-        ctx.metrics.job_finished(
+        ctx.metrics.finished(
             &job.name_any(),
             &job.namespace().unwrap_or_default(),
             &job.uid().unwrap_or_default(),
