@@ -9,6 +9,7 @@ pub mod clock;
 pub mod conditions;
 pub mod events;
 pub mod expectations;
+pub mod finalizer;
 pub mod runner;
 pub mod scope;
 mod trim;

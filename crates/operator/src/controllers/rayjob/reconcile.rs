@@ -20,6 +20,7 @@ use super::cleanup;
 use super::transitions::{self, Next};
 use super::{Context, FINALIZER};
 use crate::kit::applier::{ApplyError, FIELD_MANAGER};
+use crate::kit::finalizer;
 use crate::kit::runner::Reason;
 
 /// Why a reconcile failed, one variant per step that can; each reason is
@@ -102,9 +103,11 @@ pub async fn reconcile(obj: Arc<Tolerant<RayJob>>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     if job.metadata.deletion_timestamp.is_some() {
-        if job.finalizers().iter().any(|f| f == FINALIZER) {
+        if finalizer::has(&job, FINALIZER) {
             cleanup::stop_job(&job, &ctx).await;
-            remove_finalizer(&job, &ctx).await?;
+            finalizer::remove(&ctx.client, &job, FINALIZER)
+                .await
+                .map_err(Error::Finalizer)?;
         }
         return Ok(Action::await_change());
     }
@@ -138,8 +141,10 @@ pub async fn reconcile(obj: Arc<Tolerant<RayJob>>, ctx: Arc<Context>) -> Result<
         // Unlike KubeRay, a fixed spec starts the job instead of staying failed.
         st = RayJobStatus::default();
     }
-    if !job.finalizers().iter().any(|f| f == FINALIZER) {
-        add_finalizer(&job, &ctx).await?;
+    if !finalizer::has(&job, FINALIZER) {
+        finalizer::add(&ctx.client, &job, FINALIZER)
+            .await
+            .map_err(Error::Finalizer)?;
     }
     let now = Timestamp::now();
     let next = transitions::step(&job, &mut st, &ctx, now).await?;
@@ -241,44 +246,4 @@ async fn write_status(
         stored.status.unwrap_or_default(),
     );
     Ok(true)
-}
-
-async fn add_finalizer(job: &RayJob, ctx: &Context) -> Result<(), Error> {
-    let api: Api<RayJob> =
-        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    let mut finalizers = job.finalizers().to_vec();
-    finalizers.push(FINALIZER.into());
-    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": job.resource_version()}});
-    api.patch(
-        &job.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(Error::Finalizer)?;
-    Ok(())
-}
-
-async fn remove_finalizer(job: &RayJob, ctx: &Context) -> Result<(), Error> {
-    let api: Api<RayJob> =
-        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    let finalizers: Vec<String> = job
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": job.resource_version()}});
-    match api
-        .patch(
-            &job.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::Finalizer(e)),
-    }
 }
