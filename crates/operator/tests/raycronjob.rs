@@ -293,6 +293,28 @@ async fn an_invalid_schedule_or_time_zone_is_reported_and_creates_nothing() {
         let cj = ns.api::<RayCronJob>().get(name).await.unwrap();
         assert!(cj.status.and_then(|s| s.last_schedule_time).is_none());
     }
+
+    // Another problem is another event, saying what is wrong now (an event
+    // keyed without its note, as kube-runtime's Recorder keys them, would
+    // only count up the first one).
+    ns.api::<RayCronJob>()
+        .patch(
+            "bad-zone",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"timeZone": "Pluto/Base"}})),
+        )
+        .await
+        .unwrap();
+    wait_until("the new problem reported", TIMEOUT, || async {
+        events(&ns, "bad-zone")
+            .await
+            .into_iter()
+            .any(|(_, reason, note)| {
+                reason == "InvalidRayCronJobSpec" && note.contains("Pluto/Base")
+            })
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
