@@ -10,7 +10,11 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use kube::Resource;
+use kuberay_api::tolerant::Tolerant;
+
 use crate::kit::clock::{Clock, SystemClock};
+use crate::kit::events::Events;
 use crate::kit::runner::Env;
 use crate::ray::dashboard::{Dashboards, DirectDashboards};
 use crate::runtime::config::Config;
@@ -35,6 +39,26 @@ impl Shared {
             cfg,
             dashboards: Arc::new(DirectDashboards),
             clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The object a watch delivered, or `None` once a Warning event `reason`
+/// (with the note `note` makes of the problem) has said it cannot be read.
+pub(crate) async fn readable<'a, K>(
+    obj: &'a Tolerant<K>,
+    events: &Events,
+    reason: &str,
+    note: impl FnOnce(&str) -> String,
+) -> Option<&'a K>
+where
+    K: Resource<DynamicType = ()>,
+{
+    match &obj.parsed {
+        Ok(parsed) => Some(parsed),
+        Err(e) => {
+            events.warning(obj, reason, "Validate", note(e)).await;
+            None
         }
     }
 }

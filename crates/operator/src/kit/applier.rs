@@ -147,6 +147,33 @@ fn strip_status(mut v: Value) -> Value {
     v
 }
 
+/// Server-side applies `status` to the status of `obj`, as this operator's
+/// field manager; returns the object as stored.
+pub async fn apply_status<K>(
+    client: &Client,
+    obj: &K,
+    status: &impl Serialize,
+) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+}
+
 /// A controller reference to `owner`, for its children.
 pub fn owner_reference<O: Resource<DynamicType = ()>>(owner: &O) -> OwnerReference {
     OwnerReference {

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kuberay_api::names::random_suffix;
 use kuberay_api::schema::MANAGED_BY_KUBERAY;
@@ -16,7 +15,8 @@ use super::children::{self, ChildKind};
 use super::pods::{self, PodFailure};
 use super::status::{self, Observation};
 use super::{Context, hash, scale};
-use crate::kit::applier::{self, ApplyError, FIELD_MANAGER};
+use crate::controllers::readable;
+use crate::kit::applier::{self, ApplyError};
 use crate::kit::conditions;
 use crate::kit::runner::Reason;
 use crate::ray::conditions::{PROVISIONED, REPLICA_FAILURE, SUSPENDING};
@@ -59,21 +59,11 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let key = (ns.clone(), name.clone());
-    let mut cluster = match &obj.parsed {
-        Ok(c) => c.clone(),
-        Err(e) => {
-            let shell = shell_of(&obj);
-            ctx.events
-                .warning(
-                    &shell,
-                    "InvalidRayClusterSpec",
-                    "Validate",
-                    format!("The RayCluster {ns}/{name} cannot be read: {e}"),
-                )
-                .await;
-            return Ok(Action::await_change());
-        }
+    let note = |e: &str| format!("The RayCluster {ns}/{name} cannot be read: {e}");
+    let Some(cluster) = readable(&obj, &ctx.events, "InvalidRayClusterSpec", note).await else {
+        return Ok(Action::await_change());
     };
+    let mut cluster = cluster.clone();
     if cluster
         .spec
         .managed_by
@@ -189,15 +179,6 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
     Ok(Action::requeue(ctx.cfg.resync))
 }
 
-/// An object with only the metadata, to attach events to an unreadable one.
-fn shell_of(obj: &Tolerant<RayCluster>) -> RayCluster {
-    RayCluster {
-        metadata: obj.metadata.clone(),
-        spec: Default::default(),
-        status: None,
-    }
-}
-
 /// Writes `new` if it differs from the stored status (ignoring the update
 /// time). Returns whether it wrote.
 async fn write_status(
@@ -210,19 +191,8 @@ async fn write_status(
         return Ok(false);
     }
     new.last_update_time = Some(now());
-    let api: Api<RayCluster> =
-        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-    let body = serde_json::json!({
-        "apiVersion": "ray.io/v1",
-        "kind": "RayCluster",
-        "status": new,
-    });
-    api.patch_status(
-        &cluster.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(Error::Status)?;
+    applier::apply_status(&ctx.client, cluster, &new)
+        .await
+        .map_err(Error::Status)?;
     Ok(true)
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
 use kuberay_api::names::{CRONJOB_NAME_LABEL, CRONJOB_SCHEDULED_TIMESTAMP_ANNOTATION};
 use kuberay_api::tolerant::Tolerant;
 use kuberay_api::validation::validate_raycronjob;
@@ -17,7 +17,8 @@ use kuberay_api::{RayCronJob, RayCronJobStatus, RayJob};
 
 use super::Context;
 use super::schedule::Schedule;
-use crate::kit::applier::{FIELD_MANAGER, owner_reference};
+use crate::controllers::readable;
+use crate::kit::applier::{apply_status, owner_reference};
 use crate::kit::runner::Reason;
 
 /// KubeRay's event reasons and actions.
@@ -47,18 +48,9 @@ impl Reason for Error {
 pub async fn reconcile(obj: Arc<Tolerant<RayCronJob>>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let cron = match &obj.parsed {
-        Ok(c) => c,
-        Err(e) => {
-            let shell = RayCronJob {
-                metadata: obj.metadata.clone(),
-                spec: Default::default(),
-                status: None,
-            };
-            let note = format!("{ns}/{name}: cannot be read: {e}");
-            ctx.events.warning(&shell, INVALID, "Validate", note).await;
-            return Ok(Action::await_change());
-        }
+    let note = |e: &str| format!("{ns}/{name}: cannot be read: {e}");
+    let Some(cron) = readable(&obj, &ctx.events, INVALID, note).await else {
+        return Ok(Action::await_change());
     };
     if let Err(invalid) = validate_raycronjob(cron, &ctx.cfg.gates) {
         let note = format!("{ns}/{name}: {invalid}");
@@ -154,20 +146,9 @@ async fn write_status(cron: &RayCronJob, tick: Timestamp, ctx: &Context) -> Resu
     if cron.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let api: Api<RayCronJob> =
-        Api::namespaced(ctx.client.clone(), &cron.namespace().unwrap_or_default());
-    let body = serde_json::json!({
-        "apiVersion": RayCronJob::api_version(&()),
-        "kind": RayCronJob::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &cron.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(Error::Status)?;
+    apply_status(&ctx.client, cron, &status)
+        .await
+        .map_err(Error::Status)?;
     Ok(())
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kuberay_api::rayjob::{JobDeploymentStatus as D, JobStatus};
 use kuberay_api::schema::MANAGED_BY_KUBERAY;
@@ -19,7 +18,9 @@ use kuberay_api::{RayJob, RayJobStatus, defaults};
 use super::cleanup;
 use super::transitions::{self, Next};
 use super::{Context, FINALIZER};
-use crate::kit::applier::{ApplyError, FIELD_MANAGER};
+use crate::controllers::readable;
+use crate::kit::applier;
+use crate::kit::applier::ApplyError;
 use crate::kit::finalizer;
 use crate::kit::runner::Reason;
 
@@ -75,25 +76,11 @@ impl Reason for Error {
 pub async fn reconcile(obj: Arc<Tolerant<RayJob>>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let mut job = match &obj.parsed {
-        Ok(j) => j.clone(),
-        Err(e) => {
-            let shell = RayJob {
-                metadata: obj.metadata.clone(),
-                spec: Default::default(),
-                status: None,
-            };
-            ctx.events
-                .warning(
-                    &shell,
-                    "InvalidRayJobSpec",
-                    "Validate",
-                    format!("{ns}/{name}: cannot be read: {e}"),
-                )
-                .await;
-            return Ok(Action::await_change());
-        }
+    let note = |e: &str| format!("{ns}/{name}: cannot be read: {e}");
+    let Some(job) = readable(&obj, &ctx.events, "InvalidRayJobSpec", note).await else {
+        return Ok(Action::await_change());
     };
+    let mut job = job.clone();
     if job
         .spec
         .managed_by
@@ -228,17 +215,9 @@ async fn write_status(
     if *old == new {
         return Ok(false);
     }
-    let api: Api<RayJob> =
-        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    let body = serde_json::json!({"apiVersion": "ray.io/v1", "kind": "RayJob", "status": new});
     // Remember the status as the server stored it (times at its precision),
     // which is what the cache will show.
-    let stored = api
-        .patch_status(
-            &job.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
+    let stored = applier::apply_status(&ctx.client, job, &new)
         .await
         .map_err(Error::Status)?;
     ctx.wrote(
