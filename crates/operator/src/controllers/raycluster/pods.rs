@@ -12,7 +12,7 @@ use kuberay_api::RayCluster;
 use kuberay_api::names::{CLUSTER_LABEL, KUBERAY_VERSION_ANNOTATION, UPGRADE_HASH_ANNOTATION};
 
 use super::Context;
-use super::scale::{Plan, name_of};
+use super::scale::{Deletion, Plan, name_of};
 use crate::kit::applier;
 use crate::ray::pod::{self, PodContext, WorkerSlot};
 
@@ -60,146 +60,206 @@ pub(super) async fn execute(
     pods: &[Arc<Pod>],
     spec_hash: &str,
 ) -> Option<(PodFailure, String)> {
-    let ns = cluster.namespace().unwrap_or_default();
-    let name = cluster.name_any();
-    let key = (ns.clone(), name.clone());
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut failure = None;
+    let w = Writer::new(cluster, ctx);
     if let Some(message) = &plan.delete_all {
-        let lp = ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}"));
-        match api.delete_collection(&DeleteParams::default(), &lp).await {
-            Ok(_) => {
-                for p in pods {
-                    ctx.expectations.deleted(&key, name_of(p));
-                }
-                ctx.events
-                    .normal(cluster, "DeletedPod", "Delete", message.clone())
-                    .await;
-            }
-            Err(e) => {
-                let msg = format!("Failed deleting Pods for RayCluster {ns}/{name}, {e}");
-                let f = PodFailure::DeleteAll;
-                ctx.events
-                    .warning(cluster, f.event_reason(), "Delete", msg.clone())
-                    .await;
-                failure = Some((f, msg));
-            }
-        }
-        return failure;
+        return w.delete_all(message, pods).await;
     }
     if let Some(head) = &plan.adopt_head {
-        let patch = serde_json::json!({"metadata": {"annotations": {
-            UPGRADE_HASH_ANNOTATION: spec_hash,
-            KUBERAY_VERSION_ANNOTATION: crate::runtime::config::KUBERAY_VERSION,
-        }}});
-        if let Err(e) = api
-            .patch(head, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            tracing::warn!(%ns, pod = %head, error = %e, "could not adopt the head pod");
-        }
+        w.adopt_head(head, spec_hash).await;
     }
-    for d in &plan.deletions {
-        match api.delete(&d.pod, &DeleteParams::default()).await {
-            Ok(_) => {
-                ctx.expectations.deleted(&key, &d.pod);
-                let related = pod_ref(&ns, &d.pod);
-                ctx.events
-                    .about(
-                        cluster,
-                        related,
-                        false,
-                        d.reason,
-                        "Delete",
-                        d.message.clone(),
-                    )
-                    .await;
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => ctx.expectations.deleted(&key, &d.pod),
-            Err(e) => {
-                let f = if d.reason == "DeletedHeadPod" {
-                    PodFailure::DeleteHead
-                } else {
-                    PodFailure::DeleteWorker
-                };
-                let msg = format!("Failed deleting Pod {ns}/{}, {e}", d.pod);
-                ctx.events
-                    .warning(cluster, f.event_reason(), "Delete", msg.clone())
-                    .await;
-                failure.get_or_insert((f, msg));
-            }
-        }
-    }
+    let mut failure = w.delete_each(&plan.deletions).await;
     let pctx = PodContext {
         cluster,
         cfg: &ctx.cfg,
         spec_hash,
     };
-    let owner = applier::owner_reference(cluster);
-    let with_owner = |mut p: Pod| {
-        p.metadata.owner_references = Some(vec![owner.clone()]);
+    if plan.create_head
+        && let Some(f) = w.create_head(pod::head_pod(&pctx)).await
+    {
+        failure.get_or_insert(f);
+    }
+    let workers = plan
+        .create_workers
+        .iter()
+        .map(|slot: &WorkerSlot| pod::worker_pod(&pctx, slot))
+        .collect();
+    if let Some(f) = w.create_workers(workers).await {
+        failure.get_or_insert(f);
+    }
+    failure
+}
+
+/// The pod writes of one cluster, each recorded and reported.
+struct Writer<'a> {
+    cluster: &'a RayCluster,
+    ctx: &'a Context,
+    api: Api<Pod>,
+    ns: String,
+    name: String,
+    key: (String, String),
+}
+
+impl<'a> Writer<'a> {
+    fn new(cluster: &'a RayCluster, ctx: &'a Context) -> Self {
+        let ns = cluster.namespace().unwrap_or_default();
+        let name = cluster.name_any();
+        Self {
+            cluster,
+            ctx,
+            api: Api::namespaced(ctx.client.clone(), &ns),
+            key: (ns.clone(), name.clone()),
+            ns,
+            name,
+        }
+    }
+
+    async fn warn(&self, f: PodFailure, action: &str, msg: String) -> Option<(PodFailure, String)> {
+        self.ctx
+            .events
+            .warning(self.cluster, f.event_reason(), action, msg.clone())
+            .await;
+        Some((f, msg))
+    }
+
+    async fn delete_all(&self, message: &str, pods: &[Arc<Pod>]) -> Option<(PodFailure, String)> {
+        let lp = ListParams::default().labels(&format!("{CLUSTER_LABEL}={}", self.name));
+        match self
+            .api
+            .delete_collection(&DeleteParams::default(), &lp)
+            .await
+        {
+            Ok(_) => {
+                for p in pods {
+                    self.ctx.expectations.deleted(&self.key, name_of(p));
+                }
+                self.ctx
+                    .events
+                    .normal(self.cluster, "DeletedPod", "Delete", message.to_string())
+                    .await;
+                None
+            }
+            Err(e) => {
+                let (ns, name) = (&self.ns, &self.name);
+                let msg = format!("Failed deleting Pods for RayCluster {ns}/{name}, {e}");
+                self.warn(PodFailure::DeleteAll, "Delete", msg).await
+            }
+        }
+    }
+
+    /// Marks a head made by another operator version as current.
+    async fn adopt_head(&self, head: &str, spec_hash: &str) {
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            UPGRADE_HASH_ANNOTATION: spec_hash,
+            KUBERAY_VERSION_ANNOTATION: crate::runtime::config::KUBERAY_VERSION,
+        }}});
+        if let Err(e) = self
+            .api
+            .patch(head, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(ns = %self.ns, pod = %head, error = %e, "could not adopt the head pod");
+        }
+    }
+
+    async fn delete_each(&self, deletions: &[Deletion]) -> Option<(PodFailure, String)> {
+        let mut failure = None;
+        for d in deletions {
+            match self.api.delete(&d.pod, &DeleteParams::default()).await {
+                Ok(_) => {
+                    self.ctx.expectations.deleted(&self.key, &d.pod);
+                    let related = pod_ref(&self.ns, &d.pod);
+                    self.ctx
+                        .events
+                        .about(
+                            self.cluster,
+                            related,
+                            false,
+                            d.reason,
+                            "Delete",
+                            d.message.clone(),
+                        )
+                        .await;
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    self.ctx.expectations.deleted(&self.key, &d.pod)
+                }
+                Err(e) => {
+                    let f = if d.reason == "DeletedHeadPod" {
+                        PodFailure::DeleteHead
+                    } else {
+                        PodFailure::DeleteWorker
+                    };
+                    let msg = format!("Failed deleting Pod {}/{}, {e}", self.ns, d.pod);
+                    let failed = self.warn(f, "Delete", msg).await;
+                    failure = failure.or(failed);
+                }
+            }
+        }
+        failure
+    }
+
+    fn owned(&self, mut p: Pod) -> Pod {
+        p.metadata.owner_references = Some(vec![applier::owner_reference(self.cluster)]);
         p
-    };
-    if plan.create_head {
-        match api
-            .create(&PostParams::default(), &with_owner(pod::head_pod(&pctx)))
+    }
+
+    /// Records and reports a created pod.
+    async fn created(&self, created: Pod, what: &str, reason: &str) {
+        let msg = format!("Created {what} Pod {}/{}", self.ns, created.name_any());
+        let related = pod_ref(&self.ns, &created.name_any());
+        self.ctx.expectations.created(&self.key, created);
+        self.ctx
+            .events
+            .about(self.cluster, related, false, reason, "Create", msg)
+            .await;
+    }
+
+    async fn create_head(&self, head: Pod) -> Option<(PodFailure, String)> {
+        match self
+            .api
+            .create(&PostParams::default(), &self.owned(head))
             .await
         {
             Ok(created) => {
-                let msg = format!("Created head Pod {ns}/{}", created.name_any());
-                let related = pod_ref(&ns, &created.name_any());
-                ctx.expectations.created(&key, created);
-                ctx.events
-                    .about(cluster, related, false, "CreatedHeadPod", "Create", msg)
-                    .await;
+                self.created(created, "head", "CreatedHeadPod").await;
+                None
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => None,
             Err(e) => {
+                let (ns, name) = (&self.ns, &self.name);
                 let msg = format!("Failed to create head Pod for the cluster {ns}/{name}, {e}");
-                let f = PodFailure::CreateHead;
-                ctx.events
-                    .warning(cluster, f.event_reason(), "Create", msg.clone())
-                    .await;
-                failure.get_or_insert((f, msg));
+                self.warn(PodFailure::CreateHead, "Create", msg).await
             }
         }
     }
-    // Workers are created in parallel: a 50-worker cluster should not wait
-    // for 50 sequential round trips.
-    let desired: Vec<Pod> = plan
-        .create_workers
-        .iter()
-        .map(|slot: &WorkerSlot| with_owner(pod::worker_pod(&pctx, slot)))
-        .collect();
-    let results: Vec<Result<Pod, kube::Error>> = futures::stream::iter(desired)
-        .map(|pod| {
-            let api = api.clone();
-            async move { api.create(&PostParams::default(), &pod).await }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    for r in results {
-        match r {
-            Ok(created) => {
-                let msg = format!("Created worker Pod {ns}/{}", created.name_any());
-                let related = pod_ref(&ns, &created.name_any());
-                ctx.expectations.created(&key, created);
-                ctx.events
-                    .about(cluster, related, false, "CreatedWorkerPod", "Create", msg)
-                    .await;
-            }
-            Err(e) => {
-                let msg = format!("Failed to create worker Pod for the cluster {ns}/{name}, {e}");
-                let f = PodFailure::CreateWorker;
-                ctx.events
-                    .warning(cluster, f.event_reason(), "Create", msg.clone())
-                    .await;
-                failure.get_or_insert((f, msg));
+
+    /// Workers are created in parallel: a 50-worker cluster should not wait
+    /// for 50 sequential round trips.
+    async fn create_workers(&self, workers: Vec<Pod>) -> Option<(PodFailure, String)> {
+        let results: Vec<Result<Pod, kube::Error>> = futures::stream::iter(workers)
+            .map(|pod| {
+                let api = self.api.clone();
+                let pod = self.owned(pod);
+                async move { api.create(&PostParams::default(), &pod).await }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok(created) => self.created(created, "worker", "CreatedWorkerPod").await,
+                Err(e) => {
+                    let (ns, name) = (&self.ns, &self.name);
+                    let msg =
+                        format!("Failed to create worker Pod for the cluster {ns}/{name}, {e}");
+                    let failed = self.warn(PodFailure::CreateWorker, "Create", msg).await;
+                    failure = failure.or(failed);
+                }
             }
         }
+        failure
     }
-    failure
 }
 
 fn pod_ref(ns: &str, name: &str) -> ObjectReference {
