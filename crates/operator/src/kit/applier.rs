@@ -6,12 +6,11 @@
 
 use std::fmt::Debug;
 
-use k8s_openapi::NamespaceResourceScope;
+use super::Object;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::kit::cache::{Cache, Trim};
@@ -65,15 +64,7 @@ pub async fn ensure<K>(
     desired: &K,
 ) -> Result<Outcome, ApplyError>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + Trim
-        + 'static,
+    K: Object + Serialize + Trim,
 {
     let ns = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
@@ -118,15 +109,7 @@ pub async fn create_if_missing<K>(
     desired: &K,
 ) -> Result<Outcome, ApplyError>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + Trim
-        + 'static,
+    K: Object + Serialize + Trim,
 {
     let ns = desired.namespace().unwrap_or_default();
     if cache.get(&ns, &desired.name_any()).is_some() {
@@ -155,10 +138,7 @@ pub async fn apply_status<K>(
     status: &impl Serialize,
 ) -> Result<K, kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug,
+    K: Object,
 {
     let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
     let body = serde_json::json!({

@@ -8,12 +8,10 @@
 //! before any reconcile, so objects another controller manages
 //! (`managedBy`) or that are invalid would get one too.
 
-use std::fmt::Debug;
-
-use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+
+use super::Object;
 
 pub fn has<K: Resource>(obj: &K, finalizer: &str) -> bool {
     obj.finalizers().iter().any(|f| f == finalizer)
@@ -22,10 +20,7 @@ pub fn has<K: Resource>(obj: &K, finalizer: &str) -> bool {
 /// Adds `finalizer` to `obj`.
 pub async fn add<K>(client: &Client, obj: &K, finalizer: &str) -> Result<(), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug,
+    K: Object,
 {
     let mut finalizers = obj.finalizers().to_vec();
     finalizers.push(finalizer.into());
@@ -35,10 +30,7 @@ where
 /// Removes `finalizer` from `obj`; an object already gone is fine.
 pub async fn remove<K>(client: &Client, obj: &K, finalizer: &str) -> Result<(), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug,
+    K: Object,
 {
     let finalizers: Vec<String> = obj
         .finalizers()
@@ -54,10 +46,7 @@ where
 
 async fn patch<K>(client: &Client, obj: &K, finalizers: Vec<String>) -> Result<(), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug,
+    K: Object,
 {
     let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
     let body = serde_json::json!({"metadata": {

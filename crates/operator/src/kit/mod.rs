@@ -13,3 +13,32 @@ pub mod finalizer;
 pub mod runner;
 pub mod scope;
 mod trim;
+
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use serde::de::DeserializeOwned;
+
+/// A namespaced Kubernetes kind the toolkit watches, caches and writes.
+pub trait Object:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Object for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}

@@ -14,20 +14,18 @@
 //!     .await;
 //! ```
 
-use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 
+use super::Object;
 use super::backoff::Failures;
 use super::cache::{Cache, Trim};
 use super::scope::Scope;
@@ -68,13 +66,7 @@ pub struct Runner<K: Resource<DynamicType = ()> + 'static> {
 
 impl<K> Runner<K>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Object,
 {
     /// A controller named `name` (its metric label and log field) of the
     /// primary kind `K`, watched in every namespace of `env.scope`.
@@ -96,14 +88,7 @@ where
     /// ready only once the cache has listed.
     pub fn owns<C>(mut self, cache: &Cache<C>, selector: watcher::Config) -> Self
     where
-        C: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Debug
-            + Send
-            + Sync
-            + Trim
-            + 'static,
+        C: Object + Trim,
     {
         self.triggers
             .push(cache.watch(&self.env.client, &self.env.scope, selector));

@@ -11,7 +11,8 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
-use serde::de::DeserializeOwned;
+
+use super::Object;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scope {
@@ -61,12 +62,7 @@ impl Scope {
         config: watcher::Config,
     ) -> BoxStream<'static, watcher::Result<Event<K>>>
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + 'static,
+        K: Object,
     {
         let streams = self
             .namespaces()
@@ -84,12 +80,7 @@ impl Scope {
         config: watcher::Config,
     ) -> (BoxStream<'static, watcher::Result<Event<K>>>, Listed)
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + 'static,
+        K: Object,
     {
         let listed = Listed::default();
         listed.expect(self.namespaces().len());

@@ -386,30 +386,14 @@ pub(super) async fn ensure_job_service(
         .into(),
     );
     svc.metadata.owner_references = Some(vec![applier::owner_reference(job)]);
-    match applier::ensure(&ctx.client, &ctx.services, &svc).await {
-        Ok(applier::Outcome::Created) => {
-            let note = format!(
-                "Created the service {}/{}",
-                job.namespace().unwrap_or_default(),
-                svc.name_any()
-            );
-            ctx.events
-                .normal(job, "CreatedService", "Create", note)
-                .await;
-            Ok(())
-        }
-        Ok(applier::Outcome::Updated) => {
-            let note = format!(
-                "Updated the service {}/{}",
-                job.namespace().unwrap_or_default(),
-                svc.name_any()
-            );
-            ctx.events
-                .normal(job, "UpdatedService", "Update", note)
-                .await;
-            Ok(())
-        }
-        Ok(applier::Outcome::Unchanged) => Ok(()),
-        Err(e) => Err(Error::Service(e)),
-    }
+    let (verb, reason, action) = match applier::ensure(&ctx.client, &ctx.services, &svc).await {
+        Ok(applier::Outcome::Created) => ("Created", "CreatedService", "Create"),
+        Ok(applier::Outcome::Updated) => ("Updated", "UpdatedService", "Update"),
+        Ok(applier::Outcome::Unchanged) => return Ok(()),
+        Err(e) => return Err(Error::Service(e)),
+    };
+    let ns = job.namespace().unwrap_or_default();
+    let note = format!("{verb} the service {ns}/{}", svc.name_any());
+    ctx.events.normal(job, reason, action, note).await;
+    Ok(())
 }
