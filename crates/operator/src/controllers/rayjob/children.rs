@@ -170,6 +170,17 @@ pub(super) async fn ensure_submitter(
     }
 }
 
+/// The submitter failed: the Ray job's own failure if Ray reported one,
+/// else a failed submission saying `message`.
+fn submitter_failed(st: &mut RayJobStatus, message: String) {
+    if st.job_status == Some(JobStatus::Failed) {
+        st.job_deployment_status = Some(D::Failed);
+        st.reason = Some("AppFailed".into());
+    } else {
+        fail(st, "SubmissionFailed", message);
+    }
+}
+
 /// Whether the submitter failed, and when it finished (if it did).
 pub(super) async fn submitter_outcome(
     job: &RayJob,
@@ -196,20 +207,12 @@ pub(super) async fn submitter_outcome(
                 .iter()
                 .find(|c| c.type_ == "Failed" && c.status == "True")
             {
-                if st.job_status == Some(JobStatus::Failed) {
-                    st.job_deployment_status = Some(D::Failed);
-                    st.reason = Some("AppFailed".into());
-                } else {
-                    fail(
-                        st,
-                        "SubmissionFailed",
-                        format!(
-                            "Job submission has failed. Reason: {}. Message: {}",
-                            f.reason.clone().unwrap_or_default(),
-                            f.message.clone().unwrap_or_default()
-                        ),
-                    );
-                }
+                let message = format!(
+                    "Job submission has failed. Reason: {}. Message: {}",
+                    f.reason.clone().unwrap_or_default(),
+                    f.message.clone().unwrap_or_default()
+                );
+                submitter_failed(st, message);
                 return Ok(None);
             }
             Ok(Some(finished))
@@ -235,21 +238,13 @@ pub(super) async fn submitter_outcome(
             if let Some(t) = &term
                 && t.exit_code != 0
             {
-                if st.job_status == Some(JobStatus::Failed) {
-                    st.job_deployment_status = Some(D::Failed);
-                    st.reason = Some("AppFailed".into());
-                } else {
-                    fail(
-                        st,
-                        "SubmissionFailed",
-                        format!(
-                            "Ray head pod container {} terminated with exit code {}: {}",
-                            submitter::SUBMITTER_CONTAINER,
-                            t.exit_code,
-                            t.reason.clone().unwrap_or_default()
-                        ),
-                    );
-                }
+                let message = format!(
+                    "Ray head pod container {} terminated with exit code {}: {}",
+                    submitter::SUBMITTER_CONTAINER,
+                    t.exit_code,
+                    t.reason.clone().unwrap_or_default()
+                );
+                submitter_failed(st, message);
                 return Ok(None);
             }
             Ok(Some(term.and_then(|t| t.finished_at)))
