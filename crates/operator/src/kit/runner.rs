@@ -7,10 +7,10 @@
 //! exponential backoff after failures, and a graceful shutdown.
 //!
 //! ```ignore
-//! Runner::new("raycluster", &env)
-//!     .owns(&ctx.pods, &env, watcher::Config::default().labels("ray.io/node-type"))
-//!     .on_delete(|c| forget(c))
-//!     .run(ctx, reconcile, shutdown)
+//! Runner::<Tolerant<RayCluster>>::new("raycluster", &shared.env)
+//!     .owns(&ctx.pods, watcher::Config::default().labels("ray.io/node-type"))
+//!     .on_delete(move |c| gone.expectations.forget(&key_of(c)))
+//!     .run(ctx, reconcile::reconcile, stop)
 //!     .await;
 //! ```
 
