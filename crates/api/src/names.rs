@@ -32,6 +32,10 @@ pub const SERVE_LABEL: &str = "ray.io/serve";
 /// Name and kind of the object that created a RayCluster or service.
 pub const ORIGINATED_FROM_CR_NAME_LABEL: &str = "ray.io/originated-from-cr-name";
 pub const ORIGINATED_FROM_CRD_LABEL: &str = "ray.io/originated-from-crd";
+/// On each RayJob a RayCronJob creates: the RayCronJob's name.
+pub const CRONJOB_NAME_LABEL: &str = "ray.io/cronjob-name";
+/// On each RayJob a RayCronJob creates: the tick it runs for (RFC 3339, UTC).
+pub const CRONJOB_SCHEDULED_TIMESTAMP_ANNOTATION: &str = "ray.io/cronjob-scheduled-timestamp";
 /// On the headless service of multi-host groups.
 pub const HEADLESS_SERVICE_LABEL: &str = "ray.io/headless-worker-svc";
 

@@ -1,24 +1,27 @@
-//! The KubeRay operator in Rust: one module per controller, plus the
-//! shared machinery every controller uses once (caches, expectations, the
-//! applier, events, conditions).
+//! The KubeRay operator in Rust, in four layers, each depending only on
+//! the ones before it:
+//!
+//! - [`runtime`]: the process (flags, config, client, metrics, HTTP
+//!   endpoints, leader election); no Ray knowledge.
+//! - [`kit`]: a generic controller toolkit (the one controller runner,
+//!   caches, expectations, the applier, events, conditions, backoff).
+//! - [`ray`]: what several controllers share about Ray (pods, services,
+//!   auth, quantities, the dashboard client).
+//! - [`controllers`]: one folder per kind, and the list of them.
 
-pub mod applier;
-pub mod backoff;
-pub mod cache;
-pub mod client;
-pub mod conditions;
-pub mod config;
-pub mod dashboard;
-pub mod events;
-pub mod expectations;
-pub mod leader;
-pub mod manager;
-pub mod metrics;
-pub mod options;
-pub mod quantity;
-pub mod raycluster;
-pub mod rayjob;
+pub mod controllers;
+pub mod kit;
+pub mod ray;
 pub mod rbac;
-pub mod scope;
-pub mod server;
-mod trim;
+pub mod runtime;
+
+/// Runs the operator with every controller of [`controllers::ALL`] until
+/// `shutdown` resolves (SIGTERM in production) or leadership is lost.
+pub async fn run(
+    opts: runtime::options::Options,
+    client: kube::Client,
+    requests: runtime::client::RequestCounts,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    runtime::manager::run(opts, client, requests, shutdown, controllers::start).await
+}

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::client::ApiCall;
+use crate::runtime::client::ApiCall;
 
 /// One RBAC rule as the chart writes it.
 #[derive(Debug)]
@@ -122,13 +122,21 @@ pub const OPERATOR_RULES: &[Rule] = &[
     Rule {
         group: "ray.io",
         resources: &["rayjobs"],
-        verbs: &["list", "watch", "patch", "delete"],
+        verbs: &["list", "watch", "create", "patch", "delete"],
         called: true,
-        why: "RayJobs reconciled: finalizer patched, deleted by DeleteSelf",
+        why: "RayJobs reconciled: finalizer patched, deleted by DeleteSelf; \
+              created by their RayCronJob at each tick",
     },
     Rule {
         group: "ray.io",
-        resources: &["rayclusters/status", "rayjobs/status"],
+        resources: &["raycronjobs"],
+        verbs: &["list", "watch"],
+        called: true,
+        why: "RayCronJobs reconciled (with the RayCronJob feature gate)",
+    },
+    Rule {
+        group: "ray.io",
+        resources: &["rayclusters/status", "rayjobs/status", "raycronjobs/status"],
         verbs: &["patch"],
         called: true,
         why: "status written with server-side apply",
@@ -149,7 +157,11 @@ pub const OPERATOR_RULES: &[Rule] = &[
     },
     Rule {
         group: "ray.io",
-        resources: &["rayclusters/finalizers", "rayjobs/finalizers"],
+        resources: &[
+            "rayclusters/finalizers",
+            "rayjobs/finalizers",
+            "raycronjobs/finalizers",
+        ],
         verbs: &["update"],
         called: false,
         why: "children carry blockOwnerDeletion, which the \

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kuberay_operator::dashboard::{DashboardClient, DashboardError, JobInfo, SubmitRequest};
+use kuberay_operator::ray::dashboard::{DashboardClient, DashboardError, JobInfo, SubmitRequest};
 use kuberay_testenv::harness::wait_until;
 use kuberay_testenv::ray::RayHead;
 

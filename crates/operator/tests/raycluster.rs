@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kuberay_api::RayCluster;
 use kuberay_api::raycluster::ClusterState;
-use kuberay_operator::config::Config;
+use kuberay_operator::runtime::config::Config;
 use kuberay_testenv::harness::wait_until;
 use serde_json::json;
 use support::*;

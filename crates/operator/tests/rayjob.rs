@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use kuberay_api::rayjob::{JobDeploymentStatus as D, JobStatus};
 use kuberay_api::{RayCluster, RayJob};
-use kuberay_operator::config::Config;
+use kuberay_operator::runtime::config::Config;
 use kuberay_testenv::harness::{TestNamespace, wait_until};
 use serde_json::json;
 use support::fake_dashboard::FakeDashboard;

@@ -13,13 +13,15 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
+use kuberay_api::features::{FeatureGates, RAY_CRON_JOB};
 use kuberay_api::raycluster::ClusterState;
 use kuberay_api::rayjob::JobDeploymentStatus;
-use kuberay_api::{RayCluster, RayJob};
-use kuberay_operator::config::Config;
+use kuberay_api::{RayCluster, RayCronJob, RayJob};
+use kuberay_operator::kit::clock::TestClock;
 use kuberay_operator::rbac::{
     self, LEADER_ELECTION_RULES, OPERATOR_RULES, Permission, called_permissions, permissions,
 };
+use kuberay_operator::runtime::config::Config;
 use kuberay_testenv::harness::{self, wait_until};
 use serde_json::json;
 use support::cli::*;
@@ -100,6 +102,26 @@ fn the_installed_roles_grant_exactly_the_declared_rules() {
     assert_same("config/rbac/leader_election_role.yaml", &roles[0], &leader);
 }
 
+/// A RayCronJob whose RayJobs start suspended (no cluster).
+const RAYCRONJOB: &str = r#"
+apiVersion: ray.io/v1
+kind: RayCronJob
+metadata:
+  name: rbac-cron
+spec:
+  schedule: "* * * * *"
+  jobTemplate:
+    entrypoint: python -c 'print(1)'
+    suspend: true
+    shutdownAfterJobFinishes: true
+    rayClusterSpec:
+      headGroupSpec:
+        rayStartParams: {}
+        template:
+          spec:
+            containers: [{name: ray-head, image: "rayproject/ray:2.52.0"}]
+"#;
+
 /// Only the RBAC objects (and the ServiceAccount) of the rendered chart.
 fn rbac_only(rendered: &str) -> String {
     documents(rendered)
@@ -135,10 +157,17 @@ async fn the_operator_needs_every_declared_permission_and_no_other() {
     let creds = tempfile::tempdir().unwrap();
     let kubeconfig = service_account_kubeconfig(&ns.name, &account, creds.path());
     let fake = FakeDashboard::start().await;
-    let op = Operator::start_as(
+    let mut gates = FeatureGates::default();
+    gates.set(RAY_CRON_JOB, true).unwrap();
+    let clock = Arc::new(TestClock::new(jiff::Timestamp::now()));
+    let op = Operator::start_timed(
         &ns.name,
-        Config::default(),
+        Config {
+            gates,
+            ..Config::default()
+        },
         Arc::new(fake.clone()),
+        clock.clone(),
         kubeconfig,
     );
 
@@ -220,6 +249,22 @@ async fn the_operator_needs_every_declared_permission_and_no_other() {
     .await
     .unwrap();
     deployment("rbac-suspend", JobDeploymentStatus::Suspended).await;
+
+    // A RayCronJob's tick: its RayJob created, the tick in its status.
+    let cron = apply::<RayCronJob>(&ns, RAYCRONJOB).await;
+    let created = cron.metadata.creation_timestamp.unwrap().0;
+    let tick = jiff::Timestamp::from_second((created.as_second() / 60 + 1) * 60).unwrap();
+    clock.set(tick + jiff::SignedDuration::from_secs(1));
+    let crons = ns.api::<RayCronJob>();
+    wait_until("the RayCronJob's first tick", TIMEOUT, || async {
+        crons
+            .get("rbac-cron")
+            .await
+            .ok()?
+            .status?
+            .last_schedule_time
+    })
+    .await;
 
     // An object the operator cannot read (the old v1alpha1 schema accepts
     // anything) is reported on every change: the repeats patch one Event.

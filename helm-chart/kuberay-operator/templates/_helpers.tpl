@@ -188,7 +188,7 @@ The --feature-gates argument, or nothing when featureGates is empty.
 What the operator does in the namespaces it manages, and no more: the rules
 of crates/operator/src/rbac.rs, which say why each is needed, and which the
 test suite checks this list and the operator's real requests against.
-RayService and RayCronJob are absent until their controllers exist.
+RayService's are absent until its controller exists.
 */}}
 {{- define "kuberay-operator.rules" -}}
 - apiGroups: [""]
@@ -217,11 +217,14 @@ RayService and RayCronJob are absent until their controllers exist.
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [ray.io]
   resources: [rayjobs]
-  verbs: [list, watch, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [ray.io]
-  resources: [rayclusters/status, rayjobs/status]
+  resources: [raycronjobs]
+  verbs: [list, watch]
+- apiGroups: [ray.io]
+  resources: [rayclusters/status, rayjobs/status, raycronjobs/status]
   verbs: [patch]
 - apiGroups: [ray.io]
-  resources: [rayclusters/finalizers, rayjobs/finalizers]
+  resources: [rayclusters/finalizers, rayjobs/finalizers, raycronjobs/finalizers]
   verbs: [update]
 {{- end -}}

@@ -16,7 +16,7 @@ use std::fmt;
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 
 pub use raycluster::{validate_raycluster, validate_raycluster_status};
-pub use raycronjob::validate_raycronjob;
+pub use raycronjob::{parse_schedule, validate_raycronjob};
 pub use rayjob::{validate_rayjob, validate_rayjob_status};
 pub use rayservice::validate_rayservice;
 

@@ -2,7 +2,7 @@
 //! and the Kubernetes client, then runs the operator until SIGTERM.
 
 use clap::Parser;
-use kuberay_operator::options::{Encoder, Flags, Options};
+use kuberay_operator::runtime::options::{Encoder, Flags, Options};
 use tracing_subscriber::prelude::*;
 
 fn init_logging(o: &Options) -> anyhow::Result<()> {
@@ -85,8 +85,8 @@ async fn main() -> anyhow::Result<()> {
         None => kube::Config::infer().await?,
     };
     let (client, requests) =
-        kuberay_operator::client::limited(config, Some((opts.qps, opts.burst)))?;
-    if let Err(e) = kuberay_operator::manager::run(opts, client, requests, signal()).await {
+        kuberay_operator::runtime::client::limited(config, Some((opts.qps, opts.burst)))?;
+    if let Err(e) = kuberay_operator::run(opts, client, requests, signal()).await {
         tracing::error!(error = %e, "operator stopped");
         return Err(e);
     }

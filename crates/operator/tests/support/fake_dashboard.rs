@@ -12,8 +12,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use kuberay_api::RayCluster;
-use kuberay_operator::dashboard::DashboardClient;
-use kuberay_operator::rayjob::Dashboards;
+use kuberay_operator::ray::dashboard::DashboardClient;
+use kuberay_operator::ray::dashboard::Dashboards;
 use serde_json::{Value, json};
 
 #[derive(Clone, Default)]

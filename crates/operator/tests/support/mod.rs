@@ -15,9 +15,12 @@ use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kuberay_api::RayCluster;
-use kuberay_operator::client::{RequestCounts, counted};
-use kuberay_operator::config::Config;
-use kuberay_operator::raycluster;
+use kuberay_operator::controllers::{self, Shared};
+use kuberay_operator::kit::clock::{Clock, SystemClock};
+use kuberay_operator::kit::runner::Env;
+use kuberay_operator::runtime::client::{RequestCounts, counted};
+use kuberay_operator::runtime::config::Config;
+use kuberay_operator::runtime::manager::stop_on;
 use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 use serde_json::json;
 
@@ -36,7 +39,7 @@ pub struct Operator {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub requests: RequestCounts,
-    pub metrics: std::sync::Arc<kuberay_operator::metrics::Metrics>,
+    pub metrics: std::sync::Arc<kuberay_operator::runtime::metrics::Metrics>,
 }
 
 impl Operator {
@@ -45,7 +48,7 @@ impl Operator {
         Self::start_with(
             ns,
             cfg,
-            std::sync::Arc::new(kuberay_operator::rayjob::DirectDashboards),
+            std::sync::Arc::new(kuberay_operator::ray::dashboard::DirectDashboards),
         )
     }
 
@@ -53,7 +56,7 @@ impl Operator {
     pub fn start_with(
         ns: &str,
         cfg: Config,
-        dashboards: std::sync::Arc<dyn kuberay_operator::rayjob::Dashboards>,
+        dashboards: std::sync::Arc<dyn kuberay_operator::ray::dashboard::Dashboards>,
     ) -> Self {
         Self::start_as(ns, cfg, dashboards, harness::kubeconfig().to_path_buf())
     }
@@ -63,7 +66,24 @@ impl Operator {
     pub fn start_as(
         ns: &str,
         cfg: Config,
-        dashboards: std::sync::Arc<dyn kuberay_operator::rayjob::Dashboards>,
+        dashboards: std::sync::Arc<dyn kuberay_operator::ray::dashboard::Dashboards>,
+        kubeconfig: std::path::PathBuf,
+    ) -> Self {
+        Self::start_timed(
+            ns,
+            cfg,
+            dashboards,
+            std::sync::Arc::new(SystemClock),
+            kubeconfig,
+        )
+    }
+
+    /// Like [`Operator::start_as`], reading the time from `clock`.
+    pub fn start_timed(
+        ns: &str,
+        cfg: Config,
+        dashboards: std::sync::Arc<dyn kuberay_operator::ray::dashboard::Dashboards>,
+        clock: std::sync::Arc<dyn Clock>,
         kubeconfig: std::path::PathBuf,
     ) -> Self {
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -82,22 +102,21 @@ impl Operator {
                     .unwrap();
                 counted(config).unwrap()
             });
-            let shared = kuberay_operator::manager::Shared {
+            let env = Env {
                 client,
-                cfg,
-                scope: kuberay_operator::scope::Scope::namespaces_of([ns]),
+                scope: kuberay_operator::kit::scope::Scope::namespaces_of([ns]),
                 concurrency: 8,
-                metrics: kuberay_operator::metrics::Metrics::new(true, counts.clone()),
+                metrics: kuberay_operator::runtime::metrics::Metrics::new(true, counts.clone()),
                 readiness: Default::default(),
-                dashboards,
             };
-            ready_tx.send((counts, shared.metrics.clone())).unwrap();
-            rt.spawn(kuberay_operator::rayjob::run(
-                shared.clone(),
-                shared.dashboards.clone(),
-                std::future::pending(),
-            ));
-            rt.spawn(raycluster::run(shared, std::future::pending()));
+            ready_tx.send((counts, env.metrics.clone())).unwrap();
+            let shared = Shared {
+                env,
+                cfg,
+                dashboards,
+                clock,
+            };
+            rt.spawn(controllers::run(shared, stop_on(std::future::pending())));
             let _ = stop_rx.recv();
             // Abrupt, like a killed process: in-flight work is dropped.
             rt.shutdown_background();
@@ -280,7 +299,7 @@ pub async fn finish_submitter(ns: &TestNamespace, job: &str, exit_code: i32) {
 }
 
 /// The API calls counted in an operator's `/metrics` text.
-pub fn calls_in_metrics(text: &str) -> Vec<kuberay_operator::client::ApiCall> {
+pub fn calls_in_metrics(text: &str) -> Vec<kuberay_operator::runtime::client::ApiCall> {
     let label = |line: &str, name: &str| -> Option<String> {
         let start = line.find(&format!("{name}=\""))? + name.len() + 2;
         let len = line[start..].find('"')?;
@@ -289,7 +308,7 @@ pub fn calls_in_metrics(text: &str) -> Vec<kuberay_operator::client::ApiCall> {
     text.lines()
         .filter(|l| l.starts_with("kuberay_kube_client_requests_total{"))
         .filter_map(|l| {
-            Some(kuberay_operator::client::ApiCall {
+            Some(kuberay_operator::runtime::client::ApiCall {
                 verb: label(l, "verb")?,
                 group: label(l, "group")?,
                 resource: label(l, "resource")?,

@@ -1,0 +1,273 @@
+//! Carrying out a pod plan: delete what it says (one by one or all at
+//! once), create the head and the workers (16 at a time), record each
+//! write in the expectations and report it as KubeRay does.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kuberay_api::RayCluster;
+use kuberay_api::names::{CLUSTER_LABEL, KUBERAY_VERSION_ANNOTATION, UPGRADE_HASH_ANNOTATION};
+
+use super::Context;
+use super::scale::{Deletion, Plan, name_of};
+use crate::kit::applier;
+use crate::ray::pod::{self, PodContext, WorkerSlot};
+
+/// A pod write that failed: the `ReplicaFailure` reason and the event
+/// reason of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodFailure {
+    DeleteAll,
+    DeleteHead,
+    DeleteWorker,
+    CreateHead,
+    CreateWorker,
+}
+
+impl PodFailure {
+    /// The `ReplicaFailure` condition's reason (and the error's).
+    pub fn reason(self) -> &'static str {
+        match self {
+            PodFailure::DeleteAll => "FailedDeleteAllPods",
+            PodFailure::DeleteHead => "FailedDeleteHeadPod",
+            PodFailure::DeleteWorker => "FailedDeleteWorkerPod",
+            PodFailure::CreateHead => "FailedCreateHeadPod",
+            PodFailure::CreateWorker => "FailedCreateWorkerPod",
+        }
+    }
+
+    /// KubeRay's event reason.
+    pub fn event_reason(self) -> &'static str {
+        match self {
+            PodFailure::DeleteAll => "FailedToDeletePodCollection",
+            PodFailure::DeleteHead => "FailedToDeleteHeadPod",
+            PodFailure::DeleteWorker => "FailedToDeleteWorkerPod",
+            PodFailure::CreateHead => "FailedToCreateHeadPod",
+            PodFailure::CreateWorker => "FailedToCreateWorkerPod",
+        }
+    }
+}
+
+/// Carries out a plan. Returns the first failure as a `ReplicaFailure`
+/// reason and message; everything else in the plan is still attempted.
+pub(super) async fn execute(
+    cluster: &RayCluster,
+    ctx: &Context,
+    plan: &Plan,
+    pods: &[Arc<Pod>],
+    spec_hash: &str,
+) -> Option<(PodFailure, String)> {
+    let w = Writer::new(cluster, ctx);
+    if let Some(message) = &plan.delete_all {
+        return w.delete_all(message, pods).await;
+    }
+    if let Some(head) = &plan.adopt_head {
+        w.adopt_head(head, spec_hash).await;
+    }
+    let mut failure = w.delete_each(&plan.deletions).await;
+    let pctx = PodContext {
+        cluster,
+        cfg: &ctx.cfg,
+        spec_hash,
+    };
+    if plan.create_head
+        && let Some(f) = w.create_head(pod::head_pod(&pctx)).await
+    {
+        failure.get_or_insert(f);
+    }
+    let workers = plan
+        .create_workers
+        .iter()
+        .map(|slot: &WorkerSlot| pod::worker_pod(&pctx, slot))
+        .collect();
+    if let Some(f) = w.create_workers(workers).await {
+        failure.get_or_insert(f);
+    }
+    failure
+}
+
+/// The pod writes of one cluster, each recorded and reported.
+struct Writer<'a> {
+    cluster: &'a RayCluster,
+    ctx: &'a Context,
+    api: Api<Pod>,
+    ns: String,
+    name: String,
+    key: (String, String),
+}
+
+impl<'a> Writer<'a> {
+    fn new(cluster: &'a RayCluster, ctx: &'a Context) -> Self {
+        let ns = cluster.namespace().unwrap_or_default();
+        let name = cluster.name_any();
+        Self {
+            cluster,
+            ctx,
+            api: Api::namespaced(ctx.client.clone(), &ns),
+            key: (ns.clone(), name.clone()),
+            ns,
+            name,
+        }
+    }
+
+    async fn warn(&self, f: PodFailure, action: &str, msg: String) -> Option<(PodFailure, String)> {
+        self.ctx
+            .events
+            .warning(self.cluster, f.event_reason(), action, msg.clone())
+            .await;
+        Some((f, msg))
+    }
+
+    async fn delete_all(&self, message: &str, pods: &[Arc<Pod>]) -> Option<(PodFailure, String)> {
+        let lp = ListParams::default().labels(&format!("{CLUSTER_LABEL}={}", self.name));
+        match self
+            .api
+            .delete_collection(&DeleteParams::default(), &lp)
+            .await
+        {
+            Ok(_) => {
+                for p in pods {
+                    self.ctx.expectations.deleted(&self.key, name_of(p));
+                }
+                self.ctx
+                    .events
+                    .normal(self.cluster, "DeletedPod", "Delete", message.to_string())
+                    .await;
+                None
+            }
+            Err(e) => {
+                let (ns, name) = (&self.ns, &self.name);
+                let msg = format!("Failed deleting Pods for RayCluster {ns}/{name}, {e}");
+                self.warn(PodFailure::DeleteAll, "Delete", msg).await
+            }
+        }
+    }
+
+    /// Marks a head made by another operator version as current.
+    async fn adopt_head(&self, head: &str, spec_hash: &str) {
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            UPGRADE_HASH_ANNOTATION: spec_hash,
+            KUBERAY_VERSION_ANNOTATION: crate::runtime::config::KUBERAY_VERSION,
+        }}});
+        if let Err(e) = self
+            .api
+            .patch(head, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(ns = %self.ns, pod = %head, error = %e, "could not adopt the head pod");
+        }
+    }
+
+    async fn delete_each(&self, deletions: &[Deletion]) -> Option<(PodFailure, String)> {
+        let mut failure = None;
+        for d in deletions {
+            match self.api.delete(&d.pod, &DeleteParams::default()).await {
+                Ok(_) => {
+                    self.ctx.expectations.deleted(&self.key, &d.pod);
+                    let related = pod_ref(&self.ns, &d.pod);
+                    self.ctx
+                        .events
+                        .about(
+                            self.cluster,
+                            related,
+                            false,
+                            d.reason,
+                            "Delete",
+                            d.message.clone(),
+                        )
+                        .await;
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    self.ctx.expectations.deleted(&self.key, &d.pod)
+                }
+                Err(e) => {
+                    let f = if d.reason == "DeletedHeadPod" {
+                        PodFailure::DeleteHead
+                    } else {
+                        PodFailure::DeleteWorker
+                    };
+                    let msg = format!("Failed deleting Pod {}/{}, {e}", self.ns, d.pod);
+                    let failed = self.warn(f, "Delete", msg).await;
+                    failure = failure.or(failed);
+                }
+            }
+        }
+        failure
+    }
+
+    fn owned(&self, mut p: Pod) -> Pod {
+        p.metadata.owner_references = Some(vec![applier::owner_reference(self.cluster)]);
+        p
+    }
+
+    /// Records and reports a created pod.
+    async fn created(&self, created: Pod, what: &str, reason: &str) {
+        let msg = format!("Created {what} Pod {}/{}", self.ns, created.name_any());
+        let related = pod_ref(&self.ns, &created.name_any());
+        self.ctx.expectations.created(&self.key, created);
+        self.ctx
+            .events
+            .about(self.cluster, related, false, reason, "Create", msg)
+            .await;
+    }
+
+    async fn create_head(&self, head: Pod) -> Option<(PodFailure, String)> {
+        match self
+            .api
+            .create(&PostParams::default(), &self.owned(head))
+            .await
+        {
+            Ok(created) => {
+                self.created(created, "head", "CreatedHeadPod").await;
+                None
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => None,
+            Err(e) => {
+                let (ns, name) = (&self.ns, &self.name);
+                let msg = format!("Failed to create head Pod for the cluster {ns}/{name}, {e}");
+                self.warn(PodFailure::CreateHead, "Create", msg).await
+            }
+        }
+    }
+
+    /// Workers are created in parallel: a 50-worker cluster should not wait
+    /// for 50 sequential round trips.
+    async fn create_workers(&self, workers: Vec<Pod>) -> Option<(PodFailure, String)> {
+        let results: Vec<Result<Pod, kube::Error>> = futures::stream::iter(workers)
+            .map(|pod| {
+                let api = self.api.clone();
+                let pod = self.owned(pod);
+                async move { api.create(&PostParams::default(), &pod).await }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok(created) => self.created(created, "worker", "CreatedWorkerPod").await,
+                Err(e) => {
+                    let (ns, name) = (&self.ns, &self.name);
+                    let msg =
+                        format!("Failed to create worker Pod for the cluster {ns}/{name}, {e}");
+                    let failed = self.warn(PodFailure::CreateWorker, "Create", msg).await;
+                    failure = failure.or(failed);
+                }
+            }
+        }
+        failure
+    }
+}
+
+fn pod_ref(ns: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(ns.into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}

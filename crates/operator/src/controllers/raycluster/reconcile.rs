@@ -1,0 +1,198 @@
+//! One reconcile of one RayCluster: the I/O around the pure steps.
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kuberay_api::names::random_suffix;
+use kuberay_api::schema::MANAGED_BY_KUBERAY;
+use kuberay_api::tolerant::Tolerant;
+use kuberay_api::validation::validate_raycluster;
+use kuberay_api::{RayCluster, RayClusterStatus, defaults};
+
+use super::children::{self, ChildKind};
+use super::pods::{self, PodFailure};
+use super::status::{self, Observation};
+use super::{Context, hash, scale};
+use crate::controllers::readable;
+use crate::kit::applier::{self, ApplyError};
+use crate::kit::conditions;
+use crate::kit::runner::Reason;
+use crate::ray::conditions::{PROVISIONED, REPLICA_FAILURE, SUSPENDING};
+use crate::ray::service;
+
+/// Why a reconcile failed; each variant's reason is stable (event reason,
+/// log field, metric label).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("updating the status: {0}")]
+    Status(kube::Error),
+    #[error("{kind} {name}: {source}")]
+    Child {
+        kind: ChildKind,
+        name: String,
+        source: ApplyError,
+    },
+    #[error("{1}")]
+    Replicas(PodFailure, String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Reason for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Status(_) => "FailedToUpdateStatus",
+            Error::Child { kind, .. } => kind.failed_reason(),
+            Error::Replicas(failure, _) => failure.reason(),
+            Error::Refused(_) => "PodReconciliationError",
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let key = (ns.clone(), name.clone());
+    let note = |e: &str| format!("The RayCluster {ns}/{name} cannot be read: {e}");
+    let Some(cluster) = readable(&obj, &ctx.events, "InvalidRayClusterSpec", note).await else {
+        return Ok(Action::await_change());
+    };
+    let mut cluster = cluster.clone();
+    if cluster
+        .spec
+        .managed_by
+        .as_deref()
+        .is_some_and(|m| m != MANAGED_BY_KUBERAY)
+    {
+        tracing::debug!(%ns, %name, "skipping RayCluster managed by another controller");
+        return Ok(Action::await_change());
+    }
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the children.
+        ctx.expectations.forget(&key);
+        return Ok(Action::await_change());
+    }
+    defaults::cluster_spec(&mut cluster.spec);
+    if let Err(invalid) = validate_raycluster(&cluster, &ctx.cfg.gates) {
+        let message = format!("The RayCluster spec is invalid {ns}/{name}: {invalid}");
+        let mut s = cluster.status.clone().unwrap_or_default();
+        let mut conds = s.conditions.take().unwrap_or_default();
+        conditions::set(
+            &mut conds,
+            REPLICA_FAILURE,
+            true,
+            "InvalidRayClusterSpec",
+            &message,
+            cluster.metadata.generation,
+            &now(),
+        );
+        s.conditions = Some(conds);
+        s.reason = Some("InvalidRayClusterSpec".into());
+        s.observed_generation = cluster.metadata.generation;
+        // One event per distinct problem, not one per resync.
+        if write_status(&ctx, &cluster, s).await? {
+            ctx.events
+                .warning(&cluster, "InvalidRayClusterSpec", "Validate", message)
+                .await;
+        }
+        return Ok(Action::await_change());
+    }
+    if cluster.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("InvalidRayClusterSpec")
+        && let Some(s) = cluster.status.as_mut()
+    {
+        s.reason = None;
+    }
+
+    ctx.pods.wait_ready().await;
+    ctx.services.wait_ready().await;
+    ctx.secrets.wait_ready().await;
+    let owner = applier::owner_reference(&cluster);
+    children::reconcile_children(&cluster, &ctx, &owner).await?;
+
+    let cached = ctx.pods.owned_by(&ns, &name);
+    let pods = ctx.expectations.view(&key, cached);
+    let suspending = cluster.spec.suspend == Some(true)
+        || conditions::is_true(
+            cluster.status.as_ref().and_then(|s| s.conditions.as_ref()),
+            SUSPENDING,
+        );
+    let spec_hash = hash::pod_spec_hash(&cluster.spec);
+    let plan = scale::plan(
+        &cluster,
+        &pods,
+        &ctx.cfg,
+        &spec_hash,
+        suspending,
+        &mut random_suffix,
+    );
+    let failure = pods::execute(&cluster, &ctx, &plan, &pods, &spec_hash).await;
+
+    let pods = ctx.expectations.view(&key, ctx.pods.owned_by(&ns, &name));
+    let svc_name = service::head_service(&cluster, &ctx.cfg)
+        .metadata
+        .name
+        .unwrap_or_default();
+    let head_service = ctx.services.get(&ns, &svc_name);
+    let obs = Observation {
+        pods: &pods,
+        head_service: head_service.as_deref(),
+        failure: failure.as_ref().map(|(f, m)| (f.reason(), m.clone())),
+        suspending,
+        now: now(),
+    };
+    let new_status = status::compute(&cluster, &obs);
+    let was_provisioned = conditions::is_true(
+        cluster.status.as_ref().and_then(|s| s.conditions.as_ref()),
+        PROVISIONED,
+    );
+    let now_provisioned = conditions::is_true(new_status.conditions.as_ref(), PROVISIONED);
+    if write_status(&ctx, &cluster, new_status).await? && now_provisioned && !was_provisioned {
+        let age = cluster
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
+            .unwrap_or_default();
+        ctx.metrics
+            .provisioned(&name, &ns, &cluster.uid().unwrap_or_default(), age);
+    }
+    if let Some((f, message)) = failure {
+        return Err(Error::Replicas(f, message));
+    }
+    if let Some(problem) = plan.problem {
+        ctx.events
+            .warning(
+                &cluster,
+                "PodReconciliationError",
+                "Reconcile",
+                problem.clone(),
+            )
+            .await;
+        return Err(Error::Refused(problem));
+    }
+    Ok(Action::requeue(ctx.cfg.resync))
+}
+
+/// Writes `new` if it differs from the stored status (ignoring the update
+/// time). Returns whether it wrote.
+async fn write_status(
+    ctx: &Context,
+    cluster: &RayCluster,
+    mut new: RayClusterStatus,
+) -> Result<bool, Error> {
+    let old = cluster.status.clone().unwrap_or_default();
+    if !status::differs(&old, &new) {
+        return Ok(false);
+    }
+    new.last_update_time = Some(now());
+    applier::apply_status(&ctx.client, cluster, &new)
+        .await
+        .map_err(Error::Status)?;
+    Ok(true)
+}

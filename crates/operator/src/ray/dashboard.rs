@@ -1,0 +1,265 @@
+//! A client of the Ray dashboard's job REST API (`/api/jobs/`): submit, get,
+//! list, stop, delete, logs. Used by HTTPMode submission and by the status
+//! polling of every RayJob mode. Every call has a timeout, so a dead head
+//! shows up as an error, never as a stuck reconcile.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The time one dashboard call may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Ray job as the dashboard reports it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct JobInfo {
+    #[serde(default)]
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub submission_id: Option<String>,
+    /// PENDING, RUNNING, STOPPED, SUCCEEDED or FAILED.
+    pub status: String,
+    #[serde(default)]
+    pub entrypoint: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub error_type: Option<String>,
+    /// Milliseconds since the epoch.
+    #[serde(default)]
+    pub start_time: Option<u64>,
+    #[serde(default)]
+    pub end_time: Option<u64>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub runtime_env: Option<Value>,
+}
+
+/// What `POST /api/jobs/` takes.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct SubmitRequest {
+    pub entrypoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submission_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_env: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint_num_cpus: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint_num_gpus: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint_resources: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error("the dashboard at {url} did not answer: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("a job with submission ID {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("the dashboard answered {status} to {url}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("unexpected answer from {url}: {detail}")]
+    Decode { url: String, detail: String },
+}
+
+/// How the operator reaches a cluster's dashboard. Production goes to the
+/// head service's DNS name; tests point it at a local double.
+pub trait Dashboards: Send + Sync {
+    /// A client for `cluster`, whose dashboard URL (host:port) is `url`.
+    fn client(&self, cluster: &kuberay_api::RayCluster, url: &str) -> DashboardClient;
+}
+
+/// Straight to the head service.
+pub struct DirectDashboards;
+
+impl Dashboards for DirectDashboards {
+    fn client(&self, _: &kuberay_api::RayCluster, url: &str) -> DashboardClient {
+        DashboardClient::new(&format!("http://{url}"))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DashboardClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl DashboardClient {
+    /// A client of the dashboard at `base`, e.g. `http://rc-head-svc.ns.svc.cluster.local:8265`.
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .expect("a plain HTTP client builds");
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<(u16, String), DashboardError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| DashboardError::Unreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .text()
+            .await
+            .map_err(|source| DashboardError::Unreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        Ok((status, body))
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(url: &str, body: &str) -> Result<T, DashboardError> {
+        serde_json::from_str(body).map_err(|e| DashboardError::Decode {
+            url: url.to_string(),
+            detail: format!("{e}: {}", body.chars().take(200).collect::<String>()),
+        })
+    }
+
+    fn fail<T>(url: &str, status: u16, body: String) -> Result<T, DashboardError> {
+        Err(DashboardError::Status {
+            url: url.to_string(),
+            status,
+            body: body.chars().take(500).collect(),
+        })
+    }
+
+    /// The job with this submission ID, or `None` if Ray does not know it.
+    pub async fn get_job(&self, id: &str) -> Result<Option<JobInfo>, DashboardError> {
+        let url = self.url(&format!("/api/jobs/{id}"));
+        match self.send(self.http.get(&url), &url).await? {
+            (200, body) => Self::decode(&url, &body).map(Some),
+            (404, _) => Ok(None),
+            (status, body) => Self::fail(&url, status, body),
+        }
+    }
+
+    pub async fn list_jobs(&self) -> Result<Vec<JobInfo>, DashboardError> {
+        let url = self.url("/api/jobs/");
+        match self.send(self.http.get(&url), &url).await? {
+            (200, body) => Self::decode(&url, &body),
+            (status, body) => Self::fail(&url, status, body),
+        }
+    }
+
+    /// Submits a job; returns its submission ID. A submission ID that Ray
+    /// already has is [`DashboardError::AlreadyExists`], which callers that
+    /// resubmit after a crash treat as success.
+    pub async fn submit(&self, req: &SubmitRequest) -> Result<String, DashboardError> {
+        #[derive(Deserialize)]
+        struct Submitted {
+            submission_id: String,
+        }
+        let url = self.url("/api/jobs/");
+        match self.send(self.http.post(&url).json(req), &url).await? {
+            (200, body) => Ok(Self::decode::<Submitted>(&url, &body)?.submission_id),
+            (_, body) if body.contains("already exists") => Err(DashboardError::AlreadyExists(
+                req.submission_id.clone().unwrap_or_default(),
+            )),
+            (status, body) => Self::fail(&url, status, body),
+        }
+    }
+
+    /// Asks Ray to stop the job; `false` if it had already finished.
+    pub async fn stop_job(&self, id: &str) -> Result<bool, DashboardError> {
+        #[derive(Deserialize)]
+        struct Stopped {
+            stopped: bool,
+        }
+        let url = self.url(&format!("/api/jobs/{id}/stop"));
+        match self.send(self.http.post(&url), &url).await? {
+            (200, body) => Ok(Self::decode::<Stopped>(&url, &body)?.stopped),
+            (404, _) => Ok(false),
+            (status, body) => Self::fail(&url, status, body),
+        }
+    }
+
+    /// Deletes a finished job's record; `false` if there was none.
+    pub async fn delete_job(&self, id: &str) -> Result<bool, DashboardError> {
+        #[derive(Deserialize)]
+        struct Deleted {
+            deleted: bool,
+        }
+        let url = self.url(&format!("/api/jobs/{id}"));
+        match self.send(self.http.delete(&url), &url).await? {
+            (200, body) => Ok(Self::decode::<Deleted>(&url, &body)?.deleted),
+            (404, _) => Ok(false),
+            (status, body) => Self::fail(&url, status, body),
+        }
+    }
+
+    /// The job's driver logs so far.
+    pub async fn logs(&self, id: &str) -> Result<String, DashboardError> {
+        #[derive(Deserialize)]
+        struct Logs {
+            logs: String,
+        }
+        let url = self.url(&format!("/api/jobs/{id}/logs"));
+        match self.send(self.http.get(&url), &url).await? {
+            (200, body) => Ok(Self::decode::<Logs>(&url, &body)?.logs),
+            (status, body) => Self::fail(&url, status, body),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn submit_requests_leave_out_what_is_unset() {
+        let req = SubmitRequest {
+            entrypoint: "python x.py".into(),
+            submission_id: Some("job-1".into()),
+            entrypoint_num_cpus: Some(0.5),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&req).unwrap(),
+            serde_json::json!({"entrypoint": "python x.py", "submission_id": "job-1", "entrypoint_num_cpus": 0.5})
+        );
+    }
+
+    #[test]
+    fn job_info_reads_the_dashboards_fields() {
+        let info: JobInfo = serde_json::from_value(serde_json::json!({
+            "type": "SUBMISSION", "job_id": "02000000", "submission_id": "s", "status": "SUCCEEDED",
+            "entrypoint": "echo hi", "message": "Job finished successfully.", "error_type": null,
+            "start_time": 1700000000000u64, "end_time": 1700000001000u64, "metadata": {}, "runtime_env": {},
+            "driver_info": {"id": "x"}
+        }))
+        .unwrap();
+        assert_eq!(info.status, "SUCCEEDED");
+        assert_eq!(info.end_time, Some(1700000001000));
+    }
+}
