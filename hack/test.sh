@@ -18,6 +18,16 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 command -v cargo >/dev/null 2>&1 ||
   { echo "test.sh: no cargo on PATH; install Rust (https://rustup.rs) and run again" >&2; exit 1; }
 
+# KubeRay's samples and CRDs are test data the suite requires (they are
+# KubeRay's, so not in this repository): say where to put them, up front.
+reference="${KUBERAY_REFERENCE_DIR:-$PWD/../shared/kuberay}"
+[ -d "$reference/samples" ] && [ -d "$reference/crds" ] || {
+  echo "test.sh: KubeRay's reference data is missing: no samples/ and crds/ in $reference." >&2
+  echo "  Put KubeRay v1.7's sample manifests and CRDs there (../shared/kuberay next to the repository)," >&2
+  echo "  or set KUBERAY_REFERENCE_DIR to a directory holding samples/ and crds/." >&2
+  exit 1
+}
+
 step "control-plane and node binaries (Go module proxy)"
 bash hack/build-control-plane.sh >/dev/null
 
