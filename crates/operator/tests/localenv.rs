@@ -32,19 +32,9 @@ fn processes_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A RayCluster manifest: KubeRay's own sample when the reference data is
-/// present, else the one our ray-cluster chart renders.
+/// KubeRay's own RayCluster sample.
 fn raycluster_manifest() -> String {
-    if let Some(dir) = samples::reference_dir() {
-        return std::fs::read_to_string(dir.join("samples/ray-cluster.sample.yaml")).unwrap();
-    }
-    let out = Command::new(Binaries::expected().helm)
-        .args(["template", "sample"])
-        .arg(repo().join("helm-chart/ray-cluster"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
+    samples::required("ray-cluster.sample.yaml")
 }
 
 #[tokio::test]

@@ -508,8 +508,9 @@ impl ControlPlane {
 
 /// The images every real node holds: pause, Ray and what the options add.
 fn real_node_images(opts: &Options) -> Result<Vec<ImageSpec>, Error> {
-    let mut images =
-        crate::realnodes::images::standard_images(crate::samples::reference_dir().as_deref())?;
+    let mut images = crate::realnodes::images::standard_images(
+        crate::samples::reference_dir_if_present().as_deref(),
+    )?;
     images.extend(
         opts.real_nodes
             .iter()

@@ -35,30 +35,39 @@ impl Sample {
     }
 }
 
-/// The reference directory, if present.
-pub fn reference_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("KUBERAY_REFERENCE_DIR")
+/// Where the reference data is looked for: `KUBERAY_REFERENCE_DIR`, else
+/// `../shared/kuberay` next to the repository.
+fn reference_location() -> PathBuf {
+    std::env::var_os("KUBERAY_REFERENCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("../shared/kuberay"));
-    if dir.join("samples").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: KubeRay reference data not found at {} (set KUBERAY_REFERENCE_DIR)",
-            dir.display()
-        );
-        None
-    }
+        .unwrap_or_else(|| crate::repo_root().join("../shared/kuberay"))
+}
+
+/// The reference directory, if present, for uses that work without it
+/// (naming the images real nodes hold).
+pub fn reference_dir_if_present() -> Option<PathBuf> {
+    let dir = reference_location();
+    dir.join("samples").is_dir().then_some(dir)
+}
+
+/// The reference directory. Tests that read KubeRay's samples or CRDs
+/// never pass without them: this panics, saying where to put them.
+pub fn reference_dir() -> PathBuf {
+    reference_dir_if_present().unwrap_or_else(|| {
+        panic!(
+            "KubeRay's reference data (samples/ and crds/) is needed by this test and is not at {}. \
+             Put KubeRay v1.7's samples and CRDs in ../shared/kuberay next to the repository, or set \
+             KUBERAY_REFERENCE_DIR to a directory holding samples/ and crds/",
+            reference_location().display()
+        )
+    })
 }
 
 /// The text of one of KubeRay's sample manifests (`ray-job.sample.yaml`);
 /// panics, saying where to put the reference data, when it is missing: a
 /// test that needs a sample never passes without it.
 pub fn required(file: &str) -> String {
-    let dir = std::env::var_os("KUBERAY_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("../shared/kuberay"));
-    let path = dir.join("samples").join(file);
+    let path = reference_location().join("samples").join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "KubeRay's sample {} is needed by this test and could not be read ({e}). Put KubeRay's \
@@ -84,10 +93,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, serde_yaml::Error> {
 }
 
 /// Every document of every sample file, in file-name order.
-pub fn all() -> Option<Vec<Sample>> {
-    let dir = reference_dir()?.join("samples");
+pub fn all() -> Vec<Sample> {
+    let dir = reference_dir().join("samples");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .ok()?
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
@@ -105,19 +114,28 @@ pub fn all() -> Option<Vec<Sample>> {
             });
         }
     }
-    Some(out)
+    out
 }
 
 /// The documents of the samples whose kind is a Ray kind.
-pub fn ray_objects() -> Option<Vec<Sample>> {
-    Some(all()?.into_iter().filter(Sample::is_ray).collect())
+pub fn ray_objects() -> Vec<Sample> {
+    all().into_iter().filter(Sample::is_ray).collect()
 }
 
 /// KubeRay's own CRD for a plural (`rayclusters`, ...), as JSON.
-pub fn kuberay_crd(plural: &str) -> Option<Value> {
-    let path = reference_dir()?.join(format!("crds/ray.io_{plural}.yaml"));
-    let text = std::fs::read_to_string(path).ok()?;
-    parse_documents(&text).ok()?.into_iter().next()
+pub fn kuberay_crd(plural: &str) -> Value {
+    let path = reference_dir().join(format!("crds/ray.io_{plural}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "KubeRay's CRD {} is needed by this test: {e}",
+            path.display()
+        )
+    });
+    parse_documents(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{} holds no document", path.display()))
 }
 
 /// kubectl reads YAML 1.1, where a plain `0777` is octal (511); serde_yaml
