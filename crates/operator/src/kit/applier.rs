@@ -29,8 +29,19 @@ pub enum Outcome {
 pub enum ApplyError {
     #[error("{kind} {name} already exists and is not owned by this object; not modifying it")]
     NotOwned { kind: String, name: String },
-    #[error("{0}")]
+    #[error("{}", api_message(.0))]
     Api(#[from] kube::Error),
+}
+
+/// What to tell a user about a failed request: the API server's own
+/// message (`pods "x" is forbidden: exceeded quota: team-quota, ...`), not
+/// kube's rendering, which appends a debug dump of the whole response.
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        kube::Error::Api(s) => format!("{} ({})", s.reason, s.code),
+        other => other.to_string(),
+    }
 }
 
 /// Whether every field of `want` is in `have` with the same value (lists

@@ -92,7 +92,10 @@ pub(super) async fn get_or_create_cluster(
                     job,
                     "FailedToCreateRayCluster",
                     "Create",
-                    format!("Failed to create RayCluster {ns}/{name}: {e}"),
+                    format!(
+                        "Failed to create RayCluster {ns}/{name}: {}",
+                        crate::kit::applier::api_message(&e)
+                    ),
                 )
                 .await;
             Err(Error::CreateCluster(e))
@@ -162,7 +165,10 @@ pub(super) async fn ensure_submitter(
                     job,
                     "FailedToCreateRayJobSubmitter",
                     "Create",
-                    format!("Failed to create new Kubernetes Job {ns}/{name}: {e}"),
+                    format!(
+                        "Failed to create new Kubernetes Job {ns}/{name}: {}",
+                        crate::kit::applier::api_message(&e)
+                    ),
                 )
                 .await;
             Err(Error::CreateSubmitter(e))

@@ -99,7 +99,11 @@ async fn delete_cluster(job: &RayJob, c: &RayCluster, ctx: &Context) -> Result<(
                     job,
                     "FailedToDeleteRayCluster",
                     "Delete",
-                    format!("Failed to delete cluster {ns}/{}: {e}", c.name_any()),
+                    format!(
+                        "Failed to delete cluster {ns}/{}: {}",
+                        c.name_any(),
+                        crate::kit::applier::api_message(&e)
+                    ),
                 )
                 .await;
             Err(Error::DeleteCluster(e))
