@@ -20,8 +20,17 @@ pub mod runtime;
 pub async fn run(
     opts: runtime::options::Options,
     client: kube::Client,
+    events_client: kube::Client,
     requests: runtime::client::RequestCounts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    runtime::manager::run(opts, client, requests, shutdown, controllers::start).await
+    runtime::manager::run(
+        opts,
+        client,
+        events_client,
+        requests,
+        shutdown,
+        controllers::start,
+    )
+    .await
 }

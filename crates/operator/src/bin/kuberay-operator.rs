@@ -49,6 +49,9 @@ fn init_logging(o: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long after SIGTERM in-flight work may take before the process exits.
+const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 async fn signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
@@ -84,9 +87,28 @@ async fn main() -> anyhow::Result<()> {
         }
         None => kube::Config::infer().await?,
     };
-    let (client, requests) =
-        kuberay_operator::runtime::client::limited(config, Some((opts.qps, opts.burst)))?;
-    if let Err(e) = kuberay_operator::run(opts, client, requests, signal()).await {
+    let limit = Some((opts.qps, opts.burst));
+    let (client, requests) = kuberay_operator::runtime::client::limited(config.clone(), limit)?;
+    let events_client =
+        kuberay_operator::runtime::client::limited_counting(config, limit, &requests)?;
+    // One signal, seen twice: the operator stops taking work, and a timer
+    // makes sure the process is gone before the kubelet's SIGKILL (pods get
+    // 30 s by default), whatever a reconcile is doing. Reconciles are
+    // bounded (pods are created in paced batches), so the timer is a
+    // backstop; what it cuts short, the next leader picks up from the
+    // cluster's state (expectations live only in memory).
+    let stop = futures::FutureExt::shared(signal());
+    let backstop = stop.clone();
+    tokio::spawn(async move {
+        backstop.await;
+        tokio::time::sleep(SHUTDOWN_LIMIT).await;
+        tracing::warn!(
+            seconds = SHUTDOWN_LIMIT.as_secs(),
+            "in-flight reconciles did not finish in time; exiting without them"
+        );
+        std::process::exit(0);
+    });
+    if let Err(e) = kuberay_operator::run(opts, client, events_client, requests, stop).await {
         tracing::error!(error = %e, "operator stopped");
         return Err(e);
     }

@@ -42,6 +42,10 @@ pub trait Reason {
 #[derive(Clone)]
 pub struct Env {
     pub client: Client,
+    /// Events go through a client of their own, with its own rate limit:
+    /// a burst of events (one per pod of a big scale-up) never delays the
+    /// writes that reconcile clusters.
+    pub events_client: Client,
     pub scope: Scope,
     /// Objects of one kind reconciled in parallel.
     pub concurrency: u16,

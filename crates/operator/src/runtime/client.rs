@@ -161,12 +161,22 @@ pub fn limited(
     limit: Option<(f64, u32)>,
 ) -> Result<(kube::Client, RequestCounts), kube::Error> {
     let counts = RequestCounts::default();
+    Ok((limited_counting(config, limit, &counts)?, counts))
+}
+
+/// A client of its own rate limit whose requests are counted in `counts`
+/// (a second client, e.g. for events, counted with the first).
+pub fn limited_counting(
+    config: kube::Config,
+    limit: Option<(f64, u32)>,
+    counts: &RequestCounts,
+) -> Result<kube::Client, kube::Error> {
     let builder = ClientBuilder::try_from(config)?.with_layer(&CountLayer(counts.clone()));
     let client = match limit {
         Some((qps, burst)) => builder.with_layer(&RateLimitLayer::new(qps, burst)).build(),
         None => builder.build(),
     };
-    Ok((client, counts))
+    Ok(client)
 }
 
 /// A token bucket: `burst` tokens, refilled at `qps` per second.

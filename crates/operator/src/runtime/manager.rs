@@ -38,6 +38,7 @@ pub const LEADER_LEASE: &str = "ray-operator-leader";
 pub async fn run(
     opts: crate::runtime::options::Options,
     client: Client,
+    events_client: Client,
     requests: crate::runtime::client::RequestCounts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     start: Start,
@@ -89,6 +90,7 @@ pub async fn run(
     };
     let env = Env {
         client: client.clone(),
+        events_client,
         scope: Scope::parse(&opts.watch_namespace),
         concurrency: opts.concurrency,
         metrics,

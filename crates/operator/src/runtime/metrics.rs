@@ -89,6 +89,7 @@ impl Metrics {
             m.active_workers.clone(),
         );
         registry.register_collector(Box::new(RequestCollector(requests)));
+        registry.register_collector(Box::new(ProcessCollector));
         *m.registry.lock().unwrap() = registry;
         Arc::new(m)
     }
@@ -203,6 +204,55 @@ impl Collector for RequestCollector {
     }
 }
 
+/// The process's own resident memory and CPU time, read from `/proc` at
+/// each scrape, under the names Prometheus's process collectors use: what
+/// dashboards and the robustness tests watch.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl ProcessCollector {
+    /// (resident bytes, CPU seconds) from `/proc/self/stat`.
+    fn read() -> Option<(f64, f64)> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which may contain spaces.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // utime, stime (fields 14, 15) and rss (field 24), counted from 1
+        // with the pid as field 1: index 11, 12 and 21 of `rest`.
+        let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        let pages: f64 = f.get(21)?.parse().ok()?;
+        // The kernel's USER_HZ and page size on every Linux this runs on.
+        Some((pages * 4096.0, ticks / 100.0))
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::gauge::Gauge;
+        let Some((rss, cpu)) = Self::read() else {
+            return Ok(());
+        };
+        let gauge = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        gauge.set(rss);
+        let m = encoder.encode_descriptor(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(m)?;
+        let counter = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        counter.inc_by(cpu);
+        let m = encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(m)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +276,12 @@ mod tests {
             text.contains("controller_runtime_reconcile_time_seconds_bucket"),
             "{text}"
         );
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no resident memory in {text}"));
+        assert!(rss > 1e6, "{rss}");
+        assert!(text.contains("process_cpu_seconds_total "), "{text}");
     }
 }

@@ -103,6 +103,7 @@ impl Operator {
                 counted(config).unwrap()
             });
             let env = Env {
+                events_client: client.clone(),
                 client,
                 scope: kuberay_operator::kit::scope::Scope::namespaces_of([ns]),
                 concurrency: 8,

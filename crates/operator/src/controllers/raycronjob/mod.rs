@@ -45,7 +45,7 @@ pub async fn run(shared: Shared, stop: Stop) {
         client: env.client.clone(),
         cfg: shared.cfg.clone(),
         events: Events::new(
-            env.client.clone(),
+            env.events_client.clone(),
             "raycronjob-controller",
             &shared.cfg.instance,
         ),

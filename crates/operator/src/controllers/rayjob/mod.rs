@@ -79,7 +79,7 @@ pub async fn run(shared: Shared, stop: Stop) {
         jobs: Cache::new(owner_job::<Job>),
         services: Cache::new(owner_job::<Service>),
         events: Events::new(
-            env.client.clone(),
+            env.events_client.clone(),
             "rayjob-controller",
             &shared.cfg.instance,
         ),
