@@ -1,6 +1,7 @@
 //! A generic controller toolkit: the single way to run a controller, the
 //! watch-fed caches of children, expectations, the applier, events,
-//! conditions and per-object backoff. Nothing here knows a controller.
+//! conditions, per-object backoff and pacing. Nothing here knows a
+//! controller.
 
 pub mod applier;
 pub mod backoff;
@@ -10,6 +11,7 @@ pub mod conditions;
 pub mod events;
 pub mod expectations;
 pub mod finalizer;
+pub mod pacing;
 pub mod runner;
 pub mod scope;
 mod trim;

@@ -27,6 +27,7 @@ use super::{Registration, Shared};
 use crate::kit::cache::{Cache, controller_owner};
 use crate::kit::events::Events;
 use crate::kit::expectations::Expectations;
+use crate::kit::pacing::Pacer;
 use crate::kit::runner::Runner;
 use crate::runtime::config::Config;
 use crate::runtime::manager::Stop;
@@ -54,6 +55,8 @@ pub struct Context {
     pub role_bindings: Cache<RoleBinding>,
     pub secrets: Cache<Secret>,
     pub expectations: Expectations,
+    /// Big scale-ups get a batch of workers per interval.
+    pub pacer: Pacer,
     pub events: Events,
     pub metrics: Arc<ClusterMetrics>,
 }
@@ -80,8 +83,9 @@ pub async fn run(shared: Shared, stop: Stop) {
         role_bindings: Cache::new(owner_cluster::<RoleBinding>),
         secrets: Cache::new(owner_cluster::<Secret>),
         expectations: Expectations::default(),
+        pacer: Pacer::new(scale::PACING_INTERVAL, scale::PACED_CREATIONS_PER_SECOND),
         events: Events::new(
-            env.client.clone(),
+            env.events_client.clone(),
             "raycluster-controller",
             &shared.cfg.instance,
         ),
@@ -106,7 +110,9 @@ pub async fn run(shared: Shared, stop: Stop) {
             let (name, ns) = (c.name_any(), c.namespace().unwrap_or_default());
             gone.metrics
                 .deleted(&name, &ns, &c.uid().unwrap_or_default());
-            gone.expectations.forget(&(ns, name));
+            let key = (ns, name);
+            gone.pacer.done(&key);
+            gone.expectations.forget(&key);
         })
         .run(ctx, reconcile::reconcile, stop)
         .await;

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -78,12 +77,7 @@ pub(super) async fn execute(
     {
         failure.get_or_insert(f);
     }
-    let workers = plan
-        .create_workers
-        .iter()
-        .map(|slot: &WorkerSlot| pod::worker_pod(&pctx, slot))
-        .collect();
-    if let Some(f) = w.create_workers(workers).await {
+    if let Some(f) = w.create_workers(&plan.create_workers, &pctx).await {
         failure.get_or_insert(f);
     }
     failure
@@ -140,7 +134,10 @@ impl<'a> Writer<'a> {
             }
             Err(e) => {
                 let (ns, name) = (&self.ns, &self.name);
-                let msg = format!("Failed deleting Pods for RayCluster {ns}/{name}, {e}");
+                let msg = format!(
+                    "Failed deleting Pods for RayCluster {ns}/{name}, {}",
+                    applier::api_message(&e)
+                );
                 self.warn(PodFailure::DeleteAll, "Delete", msg).await
             }
         }
@@ -189,7 +186,12 @@ impl<'a> Writer<'a> {
                     } else {
                         PodFailure::DeleteWorker
                     };
-                    let msg = format!("Failed deleting Pod {}/{}, {e}", self.ns, d.pod);
+                    let msg = format!(
+                        "Failed deleting Pod {}/{}, {}",
+                        self.ns,
+                        d.pod,
+                        applier::api_message(&e)
+                    );
                     let failed = self.warn(f, "Delete", msg).await;
                     failure = failure.or(failed);
                 }
@@ -227,38 +229,59 @@ impl<'a> Writer<'a> {
             Err(kube::Error::Api(s)) if s.code == 409 => None,
             Err(e) => {
                 let (ns, name) = (&self.ns, &self.name);
-                let msg = format!("Failed to create head Pod for the cluster {ns}/{name}, {e}");
+                let msg = format!(
+                    "Failed to create head Pod for the cluster {ns}/{name}, {}",
+                    applier::api_message(&e)
+                );
                 self.warn(PodFailure::CreateHead, "Create", msg).await
             }
         }
     }
 
-    /// Workers are created in parallel: a 50-worker cluster should not wait
-    /// for 50 sequential round trips.
-    async fn create_workers(&self, workers: Vec<Pod>) -> Option<(PodFailure, String)> {
-        let results: Vec<Result<Pod, kube::Error>> = futures::stream::iter(workers)
-            .map(|pod| {
-                let api = self.api.clone();
-                let pod = self.owned(pod);
-                async move { api.create(&PostParams::default(), &pod).await }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        let mut failure = None;
-        for r in results {
-            match r {
-                Ok(created) => self.created(created, "worker", "CreatedWorkerPod").await,
-                Err(e) => {
-                    let (ns, name) = (&self.ns, &self.name);
-                    let msg =
-                        format!("Failed to create worker Pod for the cluster {ns}/{name}, {e}");
-                    let failed = self.warn(PodFailure::CreateWorker, "Create", msg).await;
-                    failure = failure.or(failed);
+    /// Workers are created in batches of 1, 2, 4, ... 16 in parallel (a
+    /// 50-worker cluster should not wait for 50 sequential round trips),
+    /// each pod built just before it is sent, and the first refusal (a
+    /// quota, an admission webhook, the API server's rate limit) stops the
+    /// rest: a cluster that cannot get pods makes one failing request per
+    /// backoff period, not one per missing worker.
+    async fn create_workers(
+        &self,
+        slots: &[WorkerSlot],
+        pctx: &PodContext<'_>,
+    ) -> Option<(PodFailure, String)> {
+        let mut rest = slots;
+        let mut batch = 1;
+        while !rest.is_empty() {
+            let (now, later) = rest.split_at(batch.min(rest.len()));
+            rest = later;
+            batch = (batch * 2).min(16);
+            let results: Vec<Result<Pod, kube::Error>> =
+                futures::future::join_all(now.iter().map(|slot| {
+                    let api = self.api.clone();
+                    let pod = self.owned(pod::worker_pod(pctx, slot));
+                    async move { api.create(&PostParams::default(), &pod).await }
+                }))
+                .await;
+            let mut failure = None;
+            for r in results {
+                match r {
+                    Ok(created) => self.created(created, "worker", "CreatedWorkerPod").await,
+                    Err(e) if failure.is_none() => {
+                        let (ns, name) = (&self.ns, &self.name);
+                        let msg = format!(
+                            "Failed to create worker Pod for the cluster {ns}/{name}, {}",
+                            applier::api_message(&e)
+                        );
+                        failure = self.warn(PodFailure::CreateWorker, "Create", msg).await;
+                    }
+                    Err(_) => {}
                 }
             }
+            if failure.is_some() {
+                return failure;
+            }
         }
-        failure
+        None
     }
 }
 

@@ -76,6 +76,7 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
     if cluster.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove the children.
         ctx.expectations.forget(&key);
+        ctx.pacer.done(&key);
         return Ok(Action::await_change());
     }
     defaults::cluster_spec(&mut cluster.spec);
@@ -123,12 +124,17 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
             SUSPENDING,
         );
     let spec_hash = hash::pod_spec_hash(&cluster.spec);
+    // A cluster being paced gets its next batch only once its interval is
+    // over, whatever brought it back early (its own pods' watch events).
+    let started = std::time::Instant::now();
+    let budget = ctx.pacer.budget(&key, started, scale::MAX_WORKER_CREATIONS);
     let plan = scale::plan(
         &cluster,
         &pods,
         &ctx.cfg,
         &spec_hash,
         suspending,
+        budget,
         &mut random_suffix,
     );
     let failure = pods::execute(&cluster, &ctx, &plan, &pods, &spec_hash).await;
@@ -139,11 +145,35 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
         .name
         .unwrap_or_default();
     let head_service = ctx.services.get(&ns, &svc_name);
+    // Workers the plan could not take in this pass: say so, and come back
+    // soon (other clusters are reconciled in between).
+    let paced = plan.workers_missing > plan.create_workers.len() as u64;
+    if !paced {
+        ctx.pacer.done(&key);
+    } else if !plan.create_workers.is_empty() {
+        ctx.pacer
+            .batch_made(&key, started, plan.create_workers.len());
+    }
+    let pacing = paced.then(|| {
+        let workers = pods
+            .iter()
+            .filter(|p| scale::is_worker(p) && !scale::is_terminating(p))
+            .count();
+        let desired = cluster
+            .spec
+            .worker_group_specs
+            .iter()
+            .flatten()
+            .map(scale::desired_pods)
+            .fold(0i32, i32::saturating_add);
+        status::pacing_message(workers, desired, scale::PACED_CREATIONS_PER_SECOND)
+    });
     let obs = Observation {
         pods: &pods,
         head_service: head_service.as_deref(),
         failure: failure.as_ref().map(|(f, m)| (f.reason(), m.clone())),
         suspending,
+        pacing,
         now: now(),
     };
     let new_status = status::compute(&cluster, &obs);
@@ -175,6 +205,12 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
             )
             .await;
         return Err(Error::Refused(problem));
+    }
+    if paced {
+        let next = ctx.pacer.wait(&key, std::time::Instant::now());
+        return Ok(Action::requeue(
+            next.max(std::time::Duration::from_millis(50)),
+        ));
     }
     Ok(Action::requeue(ctx.cfg.resync))
 }

@@ -35,6 +35,21 @@ impl Deletion {
     }
 }
 
+/// At most this many worker pods are created by one reconcile, and a
+/// cluster that needs more gets one such batch per [`PACING_INTERVAL`]: a
+/// group that asks for thousands (or, by mistake, two billion) gets them
+/// paced, each reconcile bounded in memory and API calls, and other
+/// clusters keep most of the client's rate limit in the meantime.
+pub const MAX_WORKER_CREATIONS: usize = 32;
+
+/// See [`MAX_WORKER_CREATIONS`].
+pub const PACING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Worker creations per second for all paced clusters together: a third of
+/// the default client rate limit (`--qps 100`), so that many huge clusters
+/// at once still leave most of it to the others.
+pub const PACED_CREATIONS_PER_SECOND: f64 = 32.0;
+
 /// Everything one reconcile should do to the cluster's pods.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -43,7 +58,11 @@ pub struct Plan {
     pub delete_all: Option<String>,
     pub deletions: Vec<Deletion>,
     pub create_head: bool,
+    /// Never more than [`MAX_WORKER_CREATIONS`].
     pub create_workers: Vec<WorkerSlot>,
+    /// Workers missing in all, this pass's creations included: more than
+    /// `create_workers` holds when the rest must wait for later passes.
+    pub workers_missing: u64,
     /// A head made by another operator version: adopt it by rewriting its
     /// hash and version annotations instead of recreating every pod.
     pub adopt_head: Option<String>,
@@ -57,6 +76,10 @@ pub fn name_of(p: &Pod) -> &str {
 
 fn label<'a>(p: &'a Pod, key: &str) -> Option<&'a str> {
     p.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+pub fn is_worker(p: &Pod) -> bool {
+    label(p, NODE_TYPE_LABEL) == Some(WORKER)
 }
 
 pub fn is_terminating(p: &Pod) -> bool {
@@ -126,13 +149,15 @@ pub fn broken(p: &Pod, node_type: &str) -> Option<String> {
 /// Random lower-case suffixes, injected so planning stays deterministic in tests.
 pub type Suffix<'a> = &'a mut dyn FnMut() -> String;
 
-/// Plans one reconcile. `suspending` says the cluster is (being) suspended.
+/// Plans one reconcile. `suspending` says the cluster is (being) suspended;
+/// at most `budget` workers are created (see [`MAX_WORKER_CREATIONS`]).
 pub fn plan(
     cluster: &RayCluster,
     pods: &[Arc<Pod>],
     cfg: &Config,
     spec_hash: &str,
     suspending: bool,
+    budget: usize,
     suffix: Suffix,
 ) -> Plan {
     let mut plan = Plan::default();
@@ -234,6 +259,7 @@ pub fn plan(
         let ctx = GroupCtx {
             gi,
             group,
+            budget,
             members,
             to_delete: &to_delete,
             may_choose,
@@ -273,6 +299,7 @@ pub fn plan(
 struct GroupCtx<'a> {
     gi: usize,
     group: &'a WorkerGroupSpec,
+    budget: usize,
     members: Vec<&'a Arc<Pod>>,
     to_delete: &'a BTreeSet<&'a str>,
     may_choose: bool,
@@ -310,8 +337,11 @@ fn plan_single_host(ctx: &GroupCtx, plan: &mut Plan) {
     }
     let desired = desired_pods(ctx.group).max(0) as usize;
     if alive.len() < desired {
+        let missing = desired - alive.len();
+        plan.workers_missing = plan.workers_missing.saturating_add(missing as u64);
+        let budget = ctx.budget.saturating_sub(plan.create_workers.len());
         let used: BTreeSet<i32> = alive.iter().filter_map(|p| replica_index(p)).collect();
-        for i in free_indices(&used, desired - alive.len()) {
+        for i in free_indices(&used, missing.min(budget)) {
             plan.create_workers.push(WorkerSlot {
                 group: ctx.gi,
                 replica_index: ctx.indexing.then_some(i),
@@ -377,8 +407,16 @@ fn plan_multi_host(ctx: &GroupCtx, plan: &mut Plan, suffix: Suffix) {
     }
     let desired = (desired_pods(ctx.group).max(0) as usize) / hosts;
     if valid.len() < desired {
+        let missing = desired - valid.len();
+        plan.workers_missing = plan
+            .workers_missing
+            .saturating_add((missing as u64).saturating_mul(hosts as u64));
+        // Whole replicas only; at least one, however many hosts it has.
+        let budget = ctx.budget.saturating_sub(plan.create_workers.len()) / hosts;
+        let first = plan.create_workers.is_empty() && ctx.budget > 0;
+        let n = missing.min(if first { budget.max(1) } else { budget });
         let used: BTreeSet<i32> = valid.iter().map(|(_, i)| *i).collect();
-        for index in free_indices(&used, desired - valid.len()) {
+        for index in free_indices(&used, n) {
             let replica = format!("{group}-{}", suffix());
             for host in 0..hosts as i32 {
                 plan.create_workers.push(WorkerSlot {

@@ -26,6 +26,9 @@ pub struct Observation<'a> {
     /// Why creating or deleting pods failed (`ReplicaFailure`): reason, message.
     pub failure: Option<(&'a str, String)>,
     pub suspending: bool,
+    /// While workers are created in paced batches: what the status says
+    /// about it ("created 5000 of 2000000000 workers; ...").
+    pub pacing: Option<String>,
     pub now: Time,
 }
 
@@ -128,6 +131,21 @@ fn head_ready_condition(head: Option<&Pod>) -> (bool, String, String) {
     (ok, reason, message)
 }
 
+/// The start of every pacing message, so that a finished pacing clears
+/// its own reason and nothing else.
+pub const PACING_PREFIX: &str = "Creating workers in batches";
+
+fn is_pacing_reason(r: &str) -> bool {
+    r.starts_with(PACING_PREFIX)
+}
+
+/// The status reason while workers are created in batches.
+pub fn pacing_message(existing: usize, desired: i32, per_second: f64) -> String {
+    format!(
+        "{PACING_PREFIX}: {existing} of {desired} workers exist; the rest follow at up to {per_second} a second (shared by all clusters this large), so that other clusters are not held up"
+    )
+}
+
 /// The new status, from the old one and the observation.
 pub fn compute(cluster: &RayCluster, obs: &Observation) -> RayClusterStatus {
     let old = cluster.status.clone().unwrap_or_default();
@@ -143,7 +161,11 @@ pub fn compute(cluster: &RayCluster, obs: &Observation) -> RayClusterStatus {
     s.ready_worker_replicas = Some(workers.iter().filter(|p| ready(p)).count() as i32);
     s.available_worker_replicas = Some(workers.iter().filter(|p| running(p)).count() as i32);
     let groups = cluster.spec.worker_group_specs.iter().flatten();
-    let desired_workers: i32 = groups.clone().map(desired_pods).sum();
+    // Saturating: two groups of a billion replicas each are valid specs.
+    let desired_workers: i32 = groups
+        .clone()
+        .map(desired_pods)
+        .fold(0i32, i32::saturating_add);
     let active = || groups.clone().filter(|g| g.suspend != Some(true));
     let hosts = |g: &kuberay_api::raycluster::WorkerGroupSpec| {
         i64::from(g.num_of_hosts.unwrap_or(1).max(1))
@@ -180,6 +202,11 @@ pub fn compute(cluster: &RayCluster, obs: &Observation) -> RayClusterStatus {
     if obs.failure.is_none() && all_ready && complete && !obs.suspending {
         s.state = Some(ClusterState::Ready);
         s.reason = None;
+    }
+    match &obs.pacing {
+        Some(message) => s.reason = Some(message.clone()),
+        None if s.reason.as_deref().is_some_and(is_pacing_reason) => s.reason = None,
+        None => {}
     }
     let (head_ok, reason, message) = head_ready_condition(heads.first().map(|p| p.as_ref()));
     conditions::set(

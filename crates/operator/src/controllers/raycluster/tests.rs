@@ -409,7 +409,15 @@ fn scaling_creates_missing_workers_with_free_indices() {
             &[("ray.io/worker-group-replica-index", "1")],
         ),
     ];
-    let p = plan(&c, &pods, &Config::default(), "h", false, &mut suffix);
+    let p = plan(
+        &c,
+        &pods,
+        &Config::default(),
+        "h",
+        false,
+        super::scale::MAX_WORKER_CREATIONS,
+        &mut suffix,
+    );
     assert!(!p.create_head);
     let idx: Vec<i32> = p
         .create_workers
@@ -426,16 +434,32 @@ fn scaling_down_removes_surplus_unless_the_autoscaler_decides() {
         .map(|n| existing(n, "worker", "workergroup", "Running", &[]))
         .collect();
     let c = cluster(serde_json::json!({"spec": {"workerGroupSpecs": [{"replicas": 1}]}}));
-    let p = plan(&c, &pods, &Config::default(), "h", false, &mut suffix);
+    let p = plan(
+        &c,
+        &pods,
+        &Config::default(),
+        "h",
+        false,
+        super::scale::MAX_WORKER_CREATIONS,
+        &mut suffix,
+    );
     assert!(p.create_head);
     assert_eq!(p.deletions.len(), 2);
     let auto = cluster(
         serde_json::json!({"spec": {"enableInTreeAutoscaling": true, "workerGroupSpecs": [{"replicas": 1}]}}),
     );
     assert!(
-        plan(&auto, &pods, &Config::default(), "h", false, &mut suffix)
-            .deletions
-            .is_empty()
+        plan(
+            &auto,
+            &pods,
+            &Config::default(),
+            "h",
+            false,
+            super::scale::MAX_WORKER_CREATIONS,
+            &mut suffix
+        )
+        .deletions
+        .is_empty()
     );
 }
 
@@ -447,7 +471,15 @@ fn workers_to_delete_are_deleted_exactly() {
         .collect();
     let c = cluster(serde_json::json!({"spec": {"enableInTreeAutoscaling": true,
         "workerGroupSpecs": [{"replicas": 2, "scaleStrategy": {"workersToDelete": ["b"]}}]}}));
-    let p = plan(&c, &pods, &Config::default(), "h", false, &mut suffix);
+    let p = plan(
+        &c,
+        &pods,
+        &Config::default(),
+        "h",
+        false,
+        super::scale::MAX_WORKER_CREATIONS,
+        &mut suffix,
+    );
     let deleted: Vec<&str> = p
         .deletions
         .iter()
@@ -466,7 +498,15 @@ fn broken_pods_are_replaced_and_removed_groups_emptied() {
         existing("old", "worker", "gone-group", "Running", &[]),
     ];
     let c = cluster(serde_json::json!({}));
-    let p = plan(&c, &pods, &Config::default(), "h", false, &mut suffix);
+    let p = plan(
+        &c,
+        &pods,
+        &Config::default(),
+        "h",
+        false,
+        super::scale::MAX_WORKER_CREATIONS,
+        &mut suffix,
+    );
     let deleted: Vec<(&str, &str)> = p
         .deletions
         .iter()
@@ -502,7 +542,15 @@ fn multi_host_groups_scale_by_whole_replicas() {
         &[("ray.io/worker-group-replica-name", "workergroup-y")],
     );
     let pods = vec![replica("a", "0"), replica("b", "1"), incomplete];
-    let p = plan(&c, &pods, &Config::default(), "h", false, &mut suffix);
+    let p = plan(
+        &c,
+        &pods,
+        &Config::default(),
+        "h",
+        false,
+        super::scale::MAX_WORKER_CREATIONS,
+        &mut suffix,
+    );
     assert_eq!(
         p.deletions
             .iter()
@@ -528,12 +576,28 @@ fn suspend_deletes_everything_then_nothing() {
     let c = cluster(serde_json::json!({"spec": {"suspend": true}}));
     let pods = vec![existing("h", "head", "headgroup", "Running", &[])];
     assert!(
-        plan(&c, &pods, &Config::default(), "h", true, &mut suffix)
-            .delete_all
-            .is_some()
+        plan(
+            &c,
+            &pods,
+            &Config::default(),
+            "h",
+            true,
+            super::scale::MAX_WORKER_CREATIONS,
+            &mut suffix
+        )
+        .delete_all
+        .is_some()
     );
     assert_eq!(
-        plan(&c, &[], &Config::default(), "h", true, &mut suffix),
+        plan(
+            &c,
+            &[],
+            &Config::default(),
+            "h",
+            true,
+            super::scale::MAX_WORKER_CREATIONS,
+            &mut suffix
+        ),
         Default::default()
     );
 }
@@ -554,9 +618,17 @@ fn recreate_upgrade_deletes_all_pods_when_the_spec_hash_changes() {
     ]));
     let pods = vec![Arc::new(head.clone())];
     assert!(
-        plan(&c, &pods, &Config::default(), "new", false, &mut suffix)
-            .delete_all
-            .is_some()
+        plan(
+            &c,
+            &pods,
+            &Config::default(),
+            "new",
+            false,
+            super::scale::MAX_WORKER_CREATIONS,
+            &mut suffix
+        )
+        .delete_all
+        .is_some()
     );
     // A head made by another operator is adopted, not recreated.
     head.metadata
@@ -570,6 +642,7 @@ fn recreate_upgrade_deletes_all_pods_when_the_spec_hash_changes() {
         &Config::default(),
         "new",
         false,
+        super::scale::MAX_WORKER_CREATIONS,
         &mut suffix,
     );
     assert!(p.delete_all.is_none());
@@ -594,6 +667,7 @@ fn status_counts_only_what_pods_are_doing() {
             head_service: None,
             failure: None,
             suspending: false,
+            pacing: None,
             now: now.clone(),
         },
     );
@@ -630,6 +704,7 @@ fn status_counts_only_what_pods_are_doing() {
             head_service: None,
             failure: None,
             suspending: false,
+            pacing: None,
             now,
         },
     );
@@ -642,4 +717,57 @@ fn status_counts_only_what_pods_are_doing() {
         "AllPodRunningAndReadyFirstTime"
     );
     assert_eq!(ready.head.as_ref().unwrap().pod_name.as_deref(), Some("h"));
+}
+
+#[test]
+fn a_huge_group_is_created_in_bounded_batches_and_counted_without_overflow() {
+    use super::scale::MAX_WORKER_CREATIONS;
+    let c = cluster(serde_json::json!({"spec": {"workerGroupSpecs": [
+        {"replicas": 2_000_000_000, "maxReplicas": 2_147_483_647},
+        {"groupName": "second", "replicas": 2_000_000_000, "minReplicas": 0, "maxReplicas": 2_147_483_647,
+         "rayStartParams": {}, "template": {"spec": {"containers": [{"name": "ray-worker", "image": "rayproject/ray:2.46.0"}]}}}
+    ]}}));
+    let pods = vec![existing("h", "head", "headgroup", "Running", &[])];
+    let p = plan(
+        &c,
+        &pods,
+        &Config::default(),
+        "h",
+        false,
+        super::scale::MAX_WORKER_CREATIONS,
+        &mut suffix,
+    );
+    // One batch for the whole cluster, not per group: the first group
+    // takes it, the second waits for a later pass.
+    assert_eq!(p.create_workers.len(), MAX_WORKER_CREATIONS);
+    assert!(p.create_workers.iter().all(|w| w.group == 0));
+    assert_eq!(p.workers_missing, 4_000_000_000);
+    let s = compute(
+        &c,
+        &Observation {
+            pods: &pods,
+            head_service: None,
+            failure: None,
+            suspending: false,
+            pacing: None,
+            now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+        },
+    );
+    assert_eq!(s.desired_worker_replicas, Some(i32::MAX));
+}
+
+#[test]
+fn a_small_group_is_created_in_one_pass() {
+    let c = cluster(serde_json::json!({"spec": {"workerGroupSpecs": [{"replicas": 5}]}}));
+    let p = plan(
+        &c,
+        &[],
+        &Config::default(),
+        "h",
+        false,
+        super::scale::MAX_WORKER_CREATIONS,
+        &mut suffix,
+    );
+    assert_eq!(p.create_workers.len(), 5);
+    assert_eq!(p.workers_missing, 5);
 }
