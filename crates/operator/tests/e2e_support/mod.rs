@@ -174,9 +174,10 @@ pub async fn wait_job_finished(ns: &TestNamespace, name: &str) -> RayJob {
                     None,
                 );
                 panic!(
-                    "RayJob {name} did not finish in {}s; status: {:?}\npods:\n{pods}{}",
+                    "RayJob {name} did not finish in {}s; status: {:?}\npods:\n{pods}{}{}",
                     RAY_TIMEOUT.as_secs(),
                     job.status,
+                    namespace_report(&ns.name),
                     harness::health()
                 );
             }
