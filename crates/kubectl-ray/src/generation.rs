@@ -1,0 +1,731 @@
+//! The objects `create cluster` and `job submit` build, field for field as
+//! KubeRay's plugin builds them (its apply configurations), and the
+//! `--file` cluster configuration they can come from.
+//!
+//! Objects are plain JSON because they are sent as server-side apply
+//! patches: only the fields set here are owned by the plugin's field manager.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value, json};
+
+use crate::validation::{validate_quantity, validate_tpu};
+
+/// Ray version and image KubeRay v1.7's plugin defaults to.
+pub const RAY_VERSION: &str = "2.52.0";
+pub const DEFAULT_IMAGE_REPO: &str = "rayproject/ray";
+pub const NVIDIA_GPU: &str = "nvidia.com/gpu";
+pub const GOOGLE_TPU: &str = "google.com/tpu";
+pub const DEFAULT_GROUP: &str = "default-group";
+const GCSFUSE_VOLUME: &str = "cluster-storage";
+const GCSFUSE_DRIVER: &str = "gcsfuse.csi.storage.gke.io";
+
+pub fn default_image() -> String {
+    format!("{DEFAULT_IMAGE_REPO}:{RAY_VERSION}")
+}
+
+/// A cluster as the plugin's flags or `--file` describe it (the file's
+/// keys are kebab-case, as KubeRay's).
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterConfig {
+    #[serde(default, deserialize_with = "scalar")]
+    pub namespace: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub ray_version: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub image: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub service_account: Option<String>,
+    #[serde(default)]
+    pub head: Option<Head>,
+    #[serde(default)]
+    pub gke: Option<Gke>,
+    #[serde(default)]
+    pub autoscaler: Option<Autoscaler>,
+    #[serde(default)]
+    pub worker_groups: Option<Vec<WorkerGroup>>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Head {
+    #[serde(default, deserialize_with = "scalar")]
+    pub cpu: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub gpu: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub memory: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub ephemeral_storage: Option<String>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub ray_start_params: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub node_selectors: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WorkerGroup {
+    #[serde(default, deserialize_with = "scalar")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub cpu: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub gpu: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub tpu: Option<String>,
+    #[serde(default)]
+    pub num_of_hosts: Option<i32>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub memory: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub ephemeral_storage: Option<String>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub ray_start_params: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub node_selectors: BTreeMap<String, String>,
+    #[serde(default)]
+    pub replicas: i32,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscaler {
+    #[serde(default)]
+    pub version: Option<AutoscalerVersion>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoscalerVersion {
+    V1,
+    V2,
+}
+
+impl AutoscalerVersion {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gke {
+    #[serde(default)]
+    pub gcsfuse: Option<GcsFuse>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GcsFuse {
+    #[serde(default, deserialize_with = "scalar")]
+    pub mount_options: Option<String>,
+    #[serde(default)]
+    pub disable_metrics: Option<bool>,
+    #[serde(default)]
+    pub gcsfuse_metadata_prefetch_on_mount: Option<bool>,
+    #[serde(default)]
+    pub skip_csi_bucket_access_check: Option<bool>,
+    #[serde(default)]
+    pub resources: Option<GcsFuseResources>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub bucket_name: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub mount_path: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GcsFuseResources {
+    #[serde(default, deserialize_with = "scalar")]
+    pub cpu: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub memory: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub ephemeral_storage: Option<String>,
+}
+
+/// YAML scalars of any type as text (`cpu: 3` is `"3"`), as KubeRay's YAML
+/// decoder reads them into its string fields.
+fn scalar_text(v: serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::Null => None,
+        serde_yaml::Value::String(s) => Some(s),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        other => Some(serde_yaml::to_string(&other).unwrap_or_default().trim().to_string()),
+    }
+}
+
+fn scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(scalar_text(serde_yaml::Value::deserialize(d)?))
+}
+
+fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw: Option<BTreeMap<String, serde_yaml::Value>> = Option::deserialize(d)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, scalar_text(v).unwrap_or_default()))
+        .collect())
+}
+
+impl ClusterConfig {
+    /// What a `--file` starts from before its keys apply: KubeRay's
+    /// defaults (a 2-CPU, 4Gi head; one `default-group` worker of the same size).
+    fn with_defaults() -> Self {
+        Self {
+            ray_version: Some(RAY_VERSION.into()),
+            image: Some(default_image()),
+            head: Some(Head {
+                cpu: Some("2".into()),
+                memory: Some("4Gi".into()),
+                ..Default::default()
+            }),
+            worker_groups: Some(vec![WorkerGroup {
+                name: Some(DEFAULT_GROUP.into()),
+                replicas: 1,
+                cpu: Some("2".into()),
+                memory: Some("4Gi".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    /// Reads a `--file`: its keys over KubeRay's defaults. As in KubeRay,
+    /// `head` keys merge with the default head, while `worker-groups`
+    /// replaces the default group.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        if !path.exists() {
+            bail!("config file {} does not exist", path.display());
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read config file {}", path.display()))?;
+        let file: ClusterConfig =
+            serde_yaml::from_str(&text).context("failed to parse YAML")?;
+        let mut config = Self::with_defaults();
+        config.merge(file);
+        Ok(config)
+    }
+
+    fn merge(&mut self, file: ClusterConfig) {
+        let keep = |mine: &mut Option<String>, theirs: Option<String>| {
+            if theirs.is_some() {
+                *mine = theirs;
+            }
+        };
+        keep(&mut self.namespace, file.namespace);
+        keep(&mut self.name, file.name);
+        keep(&mut self.ray_version, file.ray_version);
+        keep(&mut self.image, file.image);
+        keep(&mut self.service_account, file.service_account);
+        self.labels.extend(file.labels);
+        self.annotations.extend(file.annotations);
+        if let Some(h) = file.head {
+            let head = self.head.get_or_insert_with(Default::default);
+            keep(&mut head.cpu, h.cpu);
+            keep(&mut head.gpu, h.gpu);
+            keep(&mut head.memory, h.memory);
+            keep(&mut head.ephemeral_storage, h.ephemeral_storage);
+            head.ray_start_params.extend(h.ray_start_params);
+            head.node_selectors.extend(h.node_selectors);
+        }
+        if file.gke.is_some() {
+            self.gke = file.gke;
+        }
+        if file.autoscaler.is_some() {
+            self.autoscaler = file.autoscaler;
+        }
+        if file.worker_groups.is_some() {
+            self.worker_groups = file.worker_groups;
+        }
+    }
+
+    /// KubeRay's checks of a `--file`: every quantity parses and is not
+    /// negative, TPU groups name their node selectors, gcsfuse has its bucket
+    /// and mount path.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(h) = &self.head {
+            for (name, v) in [
+                ("cpu", &h.cpu),
+                ("gpu", &h.gpu),
+                ("memory", &h.memory),
+                ("ephemeral-storage", &h.ephemeral_storage),
+            ] {
+                if let Some(v) = v {
+                    validate_quantity(v, name)?;
+                }
+            }
+        }
+        for (i, g) in self.worker_groups.iter().flatten().enumerate() {
+            for (name, v) in [
+                ("cpu", &g.cpu),
+                ("gpu", &g.gpu),
+                ("tpu", &g.tpu),
+                ("memory", &g.memory),
+                ("ephemeral-storage", &g.ephemeral_storage),
+            ] {
+                if let Some(v) = v {
+                    validate_quantity(v, &format!("{name} (worker group {i})"))?;
+                }
+            }
+            validate_tpu(g.tpu.as_deref(), g.num_of_hosts, &g.node_selectors)?;
+        }
+        if let Some(f) = self.gke.as_ref().and_then(|g| g.gcsfuse.as_ref()) {
+            if f.bucket_name.as_deref().unwrap_or("").is_empty() {
+                bail!(".gcsfuse.bucket-name is required");
+            }
+            if f.mount_path.as_deref().unwrap_or("").is_empty() {
+                bail!(".gcsfuse.mount-path is required");
+            }
+            if let Some(r) = &f.resources {
+                for (name, v) in [
+                    ("cpu", &r.cpu),
+                    ("memory", &r.memory),
+                    ("ephemeral-storage", &r.ephemeral_storage),
+                ] {
+                    if let Some(v) = v {
+                        validate_quantity(v, &format!("gcsfuse.resources.{name}"))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The RayCluster, as KubeRay's plugin applies it.
+    pub fn ray_cluster(&self) -> Value {
+        let mut metadata = Map::new();
+        metadata.insert("name".into(), json!(self.name.clone().unwrap_or_default()));
+        metadata.insert(
+            "namespace".into(),
+            json!(self.namespace.clone().unwrap_or_default()),
+        );
+        if !self.labels.is_empty() {
+            metadata.insert("labels".into(), json!(self.labels));
+        }
+        if !self.annotations.is_empty() {
+            metadata.insert("annotations".into(), json!(self.annotations));
+        }
+        json!({
+            "apiVersion": "ray.io/v1",
+            "kind": "RayCluster",
+            "metadata": metadata,
+            "spec": self.cluster_spec(),
+        })
+    }
+
+    /// The `rayClusterSpec` / `spec` of the generated objects.
+    pub fn cluster_spec(&self) -> Value {
+        let image = self.image.clone().unwrap_or_default();
+        let head = self.head.clone().unwrap_or_default();
+        let mut head_container = json!({
+            "name": "ray-head",
+            "image": image,
+            "resources": {
+                "requests": resources(&[
+                    ("cpu", &head.cpu), ("memory", &head.memory),
+                    ("ephemeral-storage", &head.ephemeral_storage), (NVIDIA_GPU, &head.gpu),
+                ]),
+                "limits": resources(&[
+                    ("memory", &head.memory), ("ephemeral-storage", &head.ephemeral_storage),
+                    (NVIDIA_GPU, &head.gpu),
+                ]),
+            },
+            "ports": [
+                {"containerPort": 6379, "name": "gcs-server"},
+                {"containerPort": 8265, "name": "dashboard"},
+                {"containerPort": 10001, "name": "client"},
+            ],
+        });
+        let mut head_group = json!({"template": {"spec": {"containers": [head_container]}}});
+        put_map(&mut head_group, "rayStartParams", &head.ray_start_params);
+        put_map(
+            &mut head_group["template"]["spec"],
+            "nodeSelector",
+            &head.node_selectors,
+        );
+        let service_account = self.service_account.clone().filter(|s| !s.is_empty());
+        if let Some(sa) = &service_account {
+            head_group["template"]["spec"]["serviceAccountName"] = json!(sa);
+        }
+
+        let groups: Vec<Value> = self
+            .worker_groups
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, g)| {
+                let name = match g.name.as_deref().filter(|n| !n.is_empty()) {
+                    Some(n) => n.to_string(),
+                    None if i == 0 => DEFAULT_GROUP.to_string(),
+                    None => format!("{DEFAULT_GROUP}-{i}"),
+                };
+                let mut container = json!({
+                    "name": "ray-worker",
+                    "image": image,
+                    "resources": {
+                        "requests": resources(&[
+                            ("cpu", &g.cpu), ("memory", &g.memory),
+                            ("ephemeral-storage", &g.ephemeral_storage),
+                            (NVIDIA_GPU, &g.gpu), (GOOGLE_TPU, &g.tpu),
+                        ]),
+                        "limits": resources(&[
+                            ("memory", &g.memory), ("ephemeral-storage", &g.ephemeral_storage),
+                            (NVIDIA_GPU, &g.gpu), (GOOGLE_TPU, &g.tpu),
+                        ]),
+                    },
+                });
+                let mut group = json!({
+                    "groupName": name,
+                    "replicas": g.replicas,
+                    "template": {"spec": {"containers": [container]}},
+                });
+                put_map(&mut group, "rayStartParams", &g.ray_start_params);
+                put_map(
+                    &mut group["template"]["spec"],
+                    "nodeSelector",
+                    &g.node_selectors,
+                );
+                if let Some(n) = g.num_of_hosts {
+                    group["numOfHosts"] = json!(n);
+                }
+                if let Some(sa) = &service_account {
+                    group["template"]["spec"]["serviceAccountName"] = json!(sa);
+                }
+                group
+            })
+            .collect();
+
+        let mut spec = json!({
+            "rayVersion": self.ray_version.clone().unwrap_or_default(),
+            "headGroupSpec": head_group,
+            "workerGroupSpecs": groups,
+        });
+        if let Some(v) = self.autoscaler.as_ref().and_then(|a| a.version) {
+            spec["enableInTreeAutoscaling"] = json!(true);
+            spec["autoscalerOptions"] = json!({"version": v.as_str()});
+        }
+        if let Some(f) = self.gke.as_ref().and_then(|g| g.gcsfuse.as_ref()) {
+            add_gcsfuse(&mut spec, f);
+        }
+        spec
+    }
+}
+
+/// A resource list of the quantities that are set and not zero (sent even
+/// when empty, as KubeRay's apply configuration sends it).
+fn resources(entries: &[(&str, &Option<String>)]) -> Value {
+    let mut m = Map::new();
+    for (name, v) in entries {
+        let Some(v) = v.as_deref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if kuberay_operator::ray::quantity::parse(v).is_some_and(|x| x != 0.0) {
+            m.insert((*name).to_string(), json!(v));
+        }
+    }
+    Value::Object(m)
+}
+
+/// Sets a map field only when it has entries (an empty map is not sent).
+fn put_map(obj: &mut Value, key: &str, map: &BTreeMap<String, String>) {
+    if !map.is_empty() {
+        obj[key] = json!(map);
+    }
+}
+
+fn add_gcsfuse(spec: &mut Value, f: &GcsFuse) {
+    let mut attributes = Map::new();
+    attributes.insert("bucketName".into(), json!(f.bucket_name.clone().unwrap_or_default()));
+    if let Some(o) = f.mount_options.as_deref().filter(|o| !o.is_empty()) {
+        attributes.insert("mountOptions".into(), json!(o));
+    }
+    for (key, v) in [
+        ("disableMetrics", f.disable_metrics),
+        ("gcsfuseMetadataPrefetchOnMount", f.gcsfuse_metadata_prefetch_on_mount),
+        ("skipCSIBucketAccessCheck", f.skip_csi_bucket_access_check),
+    ] {
+        if let Some(b) = v {
+            attributes.insert(key.into(), json!(b.to_string()));
+        }
+    }
+    let volume = json!({"name": GCSFUSE_VOLUME, "csi": {"driver": GCSFUSE_DRIVER, "volumeAttributes": attributes}});
+    let mount = json!({"name": GCSFUSE_VOLUME, "mountPath": f.mount_path.clone().unwrap_or_default()});
+    let mut annotations = Map::new();
+    if let Some(r) = &f.resources {
+        let set = |a: &mut Map<String, Value>, keys: &[&str], v: &Option<String>| {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                for k in keys {
+                    a.insert((*k).to_string(), json!(v));
+                }
+            }
+        };
+        set(&mut annotations, &["gke-gcsfuse/cpu-request"], &r.cpu);
+        set(
+            &mut annotations,
+            &["gke-gcsfuse/memory-limit", "gke-gcsfuse/memory-request"],
+            &r.memory,
+        );
+        set(
+            &mut annotations,
+            &[
+                "gke-gcsfuse/ephemeral-storage-limit",
+                "gke-gcsfuse/ephemeral-storage-request",
+            ],
+            &r.ephemeral_storage,
+        );
+    }
+    let mut templates: Vec<&mut Value> = vec![&mut spec["headGroupSpec"]["template"]];
+    if let Some(groups) = spec["workerGroupSpecs"].as_array_mut() {
+        templates.extend(groups.iter_mut().map(|g| &mut g["template"]));
+    }
+    for t in templates {
+        push(&mut t["spec"]["volumes"], volume.clone());
+        push(&mut t["spec"]["containers"][0]["volumeMounts"], mount.clone());
+        // KubeRay sets the annotations map even when it is empty.
+        t["metadata"]["annotations"] = Value::Object(annotations.clone());
+    }
+}
+
+fn push(list: &mut Value, v: Value) {
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    list.as_array_mut().expect("an array").push(v);
+}
+
+/// The RayJob `job submit` applies when no `-f` is given: InteractiveMode,
+/// the entrypoint (ignored by the operator, kept for KubeRay 1.2's sake),
+/// the cluster, and the submission id as `jobId`.
+pub struct RayJobObject<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub entrypoint: &'a str,
+    pub submission_id: &'a str,
+    pub ttl_seconds_after_finished: i32,
+    pub shutdown_after_job_finishes: bool,
+    pub cluster: ClusterConfig,
+}
+
+impl RayJobObject<'_> {
+    pub fn ray_job(&self) -> Value {
+        json!({
+            "apiVersion": "ray.io/v1",
+            "kind": "RayJob",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "submissionMode": "InteractiveMode",
+                "entrypoint": self.entrypoint,
+                "ttlSecondsAfterFinished": self.ttl_seconds_after_finished,
+                "shutdownAfterJobFinishes": self.shutdown_after_job_finishes,
+                "jobId": self.submission_id,
+                "rayClusterSpec": self.cluster.cluster_spec(),
+            },
+        })
+    }
+}
+
+/// YAML as KubeRay prints a generated object (keys sorted).
+pub fn to_yaml(v: &Value) -> String {
+    serde_yaml::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(s: &str) -> Value {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    /// KubeRay's `TestConvertRayClusterApplyConfigToYaml`.
+    #[test]
+    fn a_cluster_from_flags_matches_kuberays_generation_test() {
+        let config = ClusterConfig {
+            name: Some("test-ray-cluster".into()),
+            namespace: Some("default".into()),
+            labels: BTreeMap::from([
+                ("purple".into(), "finch".into()),
+                ("red-tailed".into(), "hawk".into()),
+            ]),
+            annotations: BTreeMap::from([
+                ("american".into(), "goldfinch".into()),
+                ("piping".into(), "plover".into()),
+            ]),
+            autoscaler: Some(Autoscaler {
+                version: Some(AutoscalerVersion::V1),
+            }),
+            ray_version: Some(RAY_VERSION.into()),
+            image: Some(default_image()),
+            head: Some(Head {
+                cpu: Some("1".into()),
+                memory: Some("5Gi".into()),
+                gpu: Some("1".into()),
+                ray_start_params: BTreeMap::from([("num-cpus".into(), "0".into())]),
+                ..Default::default()
+            }),
+            worker_groups: Some(vec![WorkerGroup {
+                replicas: 3,
+                num_of_hosts: Some(2),
+                cpu: Some("2".into()),
+                memory: Some("10Gi".into()),
+                gpu: Some("0".into()),
+                tpu: Some("0".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let expected = yaml(
+            r#"
+apiVersion: ray.io/v1
+kind: RayCluster
+metadata:
+  annotations: {american: goldfinch, piping: plover}
+  labels: {purple: finch, red-tailed: hawk}
+  name: test-ray-cluster
+  namespace: default
+spec:
+  enableInTreeAutoscaling: true
+  autoscalerOptions: {version: v1}
+  headGroupSpec:
+    rayStartParams: {num-cpus: "0"}
+    template:
+      spec:
+        containers:
+        - image: rayproject/ray:2.52.0
+          name: ray-head
+          ports:
+          - {containerPort: 6379, name: gcs-server}
+          - {containerPort: 8265, name: dashboard}
+          - {containerPort: 10001, name: client}
+          resources:
+            limits: {memory: 5Gi, nvidia.com/gpu: "1"}
+            requests: {cpu: "1", memory: 5Gi, nvidia.com/gpu: "1"}
+  rayVersion: 2.52.0
+  workerGroupSpecs:
+  - groupName: default-group
+    replicas: 3
+    numOfHosts: 2
+    template:
+      spec:
+        containers:
+        - image: rayproject/ray:2.52.0
+          name: ray-worker
+          resources:
+            limits: {memory: 10Gi}
+            requests: {cpu: "2", memory: 10Gi}
+"#,
+        );
+        let mut config = config;
+        config.worker_groups.as_mut().unwrap()[0].name = None;
+        assert_eq!(config.ray_cluster(), expected);
+    }
+
+    #[test]
+    fn a_file_merges_the_head_but_replaces_the_worker_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "head:\n  cpu: 3\nworker-groups:\n- cpu: 1\n- replicas: 2\n").unwrap();
+        let c = ClusterConfig::from_file(&path).unwrap();
+        let head = c.head.as_ref().unwrap();
+        assert_eq!(head.cpu.as_deref(), Some("3"));
+        assert_eq!(head.memory.as_deref(), Some("4Gi"));
+        let spec = c.cluster_spec();
+        let groups = spec["workerGroupSpecs"].as_array().unwrap();
+        assert_eq!(groups[0]["groupName"], "default-group");
+        assert_eq!(groups[1]["groupName"], "default-group-1");
+        assert_eq!(groups[0]["template"]["spec"]["containers"][0]["resources"], json!({"requests": {"cpu": "1"}, "limits": {}}));
+        assert_eq!(groups[1]["template"]["spec"]["containers"][0]["resources"], json!({"requests": {}, "limits": {}}));
+        assert_eq!(groups[1]["replicas"], 2);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "foo: bar\n").unwrap();
+        let e = ClusterConfig::from_file(&path).unwrap_err();
+        assert!(format!("{e:#}").contains("unknown field `foo`"), "{e:#}");
+    }
+
+    #[test]
+    fn kuberays_complete_sample_builds_gcsfuse_volumes_and_annotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, SAMPLE_COMPLETE).unwrap();
+        let c = ClusterConfig::from_file(&path).unwrap();
+        c.validate().unwrap();
+        let rc = c.ray_cluster();
+        assert_eq!(rc["metadata"]["name"], "sample-create-cluster-complete");
+        let head = &rc["spec"]["headGroupSpec"]["template"];
+        assert_eq!(head["metadata"]["annotations"]["gke-gcsfuse/memory-limit"], "256Mi");
+        assert_eq!(head["spec"]["volumes"][0]["csi"]["volumeAttributes"], json!({
+            "bucketName": "my-bucket", "mountOptions": "implicit-dirs,uid=1000,gid=100",
+            "disableMetrics": "true", "gcsfuseMetadataPrefetchOnMount": "false", "skipCSIBucketAccessCheck": "false"}));
+        assert_eq!(head["spec"]["serviceAccountName"], "my-service-account@my-project.iam.gserviceaccount.com");
+        assert_eq!(rc["spec"]["headGroupSpec"]["rayStartParams"]["metrics-export-port"], "8082");
+        let gpu = &rc["spec"]["workerGroupSpecs"][1];
+        assert_eq!(gpu["groupName"], "gpu-workers");
+        assert_eq!(gpu["template"]["spec"]["containers"][0]["resources"]["limits"], json!({"memory": "6Gi", "ephemeral-storage": "13Gi", "nvidia.com/gpu": "1"}));
+        assert_eq!(gpu["template"]["spec"]["containers"][0]["volumeMounts"][0]["mountPath"], "/mnt/cluster_storage");
+        assert_eq!(rc["spec"]["autoscalerOptions"]["version"], "v2");
+    }
+
+    /// KubeRay's `config/samples/create-cluster.complete.yaml`.
+    const SAMPLE_COMPLETE: &str = r#"
+namespace: my-namespace
+name: sample-create-cluster-complete
+labels: {foo: bar}
+annotations: {dead: beef}
+ray-version: 2.52.0
+image: rayproject/ray:2.52.0
+service-account: my-service-account@my-project.iam.gserviceaccount.com
+head:
+  cpu: 3
+  memory: 5Gi
+  gpu: 0
+  ephemeral-storage: 8Gi
+  ray-start-params: {metrics-export-port: 8082}
+  node-selectors: {foo: bar, baz: qux}
+worker-groups:
+  - name: cpu-workers
+    replicas: 1
+    cpu: 2
+    memory: 4Gi
+    gpu: 0
+    ephemeral-storage: 12Gi
+    ray-start-params: {metrics-export-port: 8081}
+    node-selectors: {hi: there}
+  - name: gpu-workers
+    replicas: 1
+    cpu: 3
+    memory: 6Gi
+    gpu: 1
+    ephemeral-storage: 13Gi
+    ray-start-params: {metrics-export-port: 8081}
+autoscaler: {version: v2}
+gke:
+  gcsfuse:
+    bucket-name: my-bucket
+    mount-path: /mnt/cluster_storage
+    mount-options: "implicit-dirs,uid=1000,gid=100"
+    resources: {cpu: 250m, memory: 256Mi, ephemeral-storage: 5Gi}
+    disable-metrics: true
+    gcsfuse-metadata-prefetch-on-mount: false
+    skip-csi-bucket-access-check: false
+"#;
+}
