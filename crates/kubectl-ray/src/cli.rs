@@ -493,14 +493,27 @@ mod tests {
     #[test]
     fn maps_take_commas_and_repeats() {
         let cli = Cli::try_parse_from([
-            "kubectl ray", "create", "cluster", "c", "--labels", "a=1,b=2", "--labels", "c=3",
+            "kubectl ray",
+            "create",
+            "cluster",
+            "c",
+            "--labels",
+            "a=1,b=2",
+            "--labels",
+            "c=3",
         ])
         .unwrap();
-        let Command::Create { what: CreateCommand::Cluster(args) } = cli.command else {
+        let Command::Create {
+            what: CreateCommand::Cluster(args),
+        } = cli.command
+        else {
             panic!()
         };
         assert_eq!(to_map(&args.labels).len(), 3);
-        assert!(Cli::try_parse_from(["kubectl ray", "create", "cluster", "c", "--labels", "a"]).is_err());
+        assert!(
+            Cli::try_parse_from(["kubectl ray", "create", "cluster", "c", "--labels", "a"])
+                .is_err()
+        );
     }
 
     #[test]
@@ -508,8 +521,25 @@ mod tests {
         for args in [
             vec!["kubectl ray", "list", "clusters", "-n", "x"],
             vec!["kubectl ray", "-n", "x", "get", "nodes", "-A"],
-            vec!["kubectl ray", "logs", "rc", "--node-type", "HEAD", "--context", "c"],
-            vec!["kubectl ray", "scale", "cluster", "rc", "-w", "g", "-r", "-2"],
+            vec![
+                "kubectl ray",
+                "logs",
+                "rc",
+                "--node-type",
+                "HEAD",
+                "--context",
+                "c",
+            ],
+            vec![
+                "kubectl ray",
+                "scale",
+                "cluster",
+                "rc",
+                "-w",
+                "g",
+                "-r",
+                "-2",
+            ],
         ] {
             Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

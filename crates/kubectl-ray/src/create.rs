@@ -19,7 +19,11 @@ use crate::wait;
 /// The field manager of every write, as KubeRay's plugin names it.
 pub const FIELD_MANAGER: &str = "ray-kubectl-plugin";
 
-pub async fn run(flags: &KubeFlags, what: CreateCommand, explicit: &BTreeSet<String>) -> Result<()> {
+pub async fn run(
+    flags: &KubeFlags,
+    what: CreateCommand,
+    explicit: &BTreeSet<String>,
+) -> Result<()> {
     match what {
         CreateCommand::Cluster(args) => cluster(flags, *args, explicit).await,
         CreateCommand::Workergroup(args) => workergroup(flags, args).await,
@@ -30,7 +34,14 @@ pub async fn run(flags: &KubeFlags, what: CreateCommand, explicit: &BTreeSet<Str
 /// (KubeRay's list, plus the kubeconfig flags, which KubeRay refuses by
 /// mistake).
 const ALLOWED_WITH_FILE: &[&str] = &[
-    "file", "context", "namespace", "dry_run", "wait", "timeout", "kubeconfig", "kube_cluster",
+    "file",
+    "context",
+    "namespace",
+    "dry_run",
+    "wait",
+    "timeout",
+    "kubeconfig",
+    "kube_cluster",
     "user",
 ];
 
@@ -65,11 +76,12 @@ fn config_from_flags(
     let worker_selectors = to_map(&a.worker_node_selectors);
     validate_tpu(Some(&a.worker_tpu), Some(a.num_of_hosts), &worker_selectors)?;
     // The default image follows a non-default --ray-version.
-    let image = if a.image.is_empty() || (a.image == default_image() && a.ray_version != RAY_VERSION) {
-        format!("{DEFAULT_IMAGE_REPO}:{}", a.ray_version)
-    } else {
-        a.image.clone()
-    };
+    let image =
+        if a.image.is_empty() || (a.image == default_image() && a.ray_version != RAY_VERSION) {
+            format!("{DEFAULT_IMAGE_REPO}:{}", a.ray_version)
+        } else {
+            a.image.clone()
+        };
     Ok(ClusterConfig {
         namespace: Some(namespace.to_string()),
         name: Some(a.name.clone()),
@@ -87,7 +99,9 @@ fn config_from_flags(
             node_selectors: to_map(&a.head_node_selectors),
         }),
         gke: None,
-        autoscaler: Some(Autoscaler { version: a.autoscaler }),
+        autoscaler: Some(Autoscaler {
+            version: a.autoscaler,
+        }),
         worker_groups: Some(vec![WorkerGroup {
             name: Some(DEFAULT_GROUP.into()),
             cpu: Some(a.worker_cpu.clone()),
@@ -118,10 +132,16 @@ fn config_from_file(
         .map(|id| flag_name(id))
         .collect();
     if !refused.is_empty() {
-        bail!("the following flags are incompatible with --file: [{}]", refused.join(" "));
+        bail!(
+            "the following flags are incompatible with --file: [{}]",
+            refused.join(" ")
+        );
     }
-    let mut config = ClusterConfig::from_file(file).map_err(|e| anyhow::anyhow!("failed to parse config file: {e:#}"))?;
-    config.validate().map_err(|e| anyhow::anyhow!("failed to validate config file: {e:#}"))?;
+    let mut config = ClusterConfig::from_file(file)
+        .map_err(|e| anyhow::anyhow!("failed to parse config file: {e:#}"))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("failed to validate config file: {e:#}"))?;
     if let Some(n) = config.name.as_deref().filter(|n| !n.is_empty())
         && n != a.name
     {
@@ -141,7 +161,11 @@ fn config_from_file(
     Ok(config)
 }
 
-async fn cluster(flags: &KubeFlags, a: CreateClusterArgs, explicit: &BTreeSet<String>) -> Result<()> {
+async fn cluster(
+    flags: &KubeFlags,
+    a: CreateClusterArgs,
+    explicit: &BTreeSet<String>,
+) -> Result<()> {
     // A dry run needs no API server, but the namespace comes from the kubeconfig.
     let (kube, namespace, from_flag) = if a.dry_run {
         let ns = match &flags.namespace {
@@ -175,7 +199,11 @@ async fn cluster(flags: &KubeFlags, a: CreateClusterArgs, explicit: &BTreeSet<St
         Err(e) => bail!("failed to create Ray cluster: {}", describe(&e)),
     }
     let created = api
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&object))
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&object),
+        )
         .await
         .map_err(|e| anyhow::anyhow!("failed to create Ray cluster: {}", describe(&e)))?;
     let created_name = kube::ResourceExt::name_any(&created);
@@ -224,7 +252,11 @@ pub fn worker_group_spec(a: &CreateWorkerGroupArgs) -> Value {
 }
 
 fn check_workergroup(a: &CreateWorkerGroupArgs) -> Result<()> {
-    validate_tpu(Some(&a.worker_tpu), Some(a.num_of_hosts), &to_map(&a.worker_node_selectors))?;
+    validate_tpu(
+        Some(&a.worker_tpu),
+        Some(a.num_of_hosts),
+        &to_map(&a.worker_node_selectors),
+    )?;
     for (name, v) in [
         ("worker-cpu", &a.worker_cpu),
         ("worker-gpu", &a.worker_gpu),
@@ -264,6 +296,9 @@ async fn workergroup(flags: &KubeFlags, a: CreateWorkerGroupArgs) -> Result<()> 
     })
     .await
     .map_err(|e| anyhow::anyhow!("error updating Ray cluster with new worker group: {e:#}"))?;
-    println!("Updated Ray cluster {ns}/{} with new worker group", a.ray_cluster);
+    println!(
+        "Updated Ray cluster {ns}/{} with new worker group",
+        a.ray_cluster
+    );
     Ok(())
 }

@@ -62,12 +62,25 @@ pub async fn run(flags: &KubeFlags, a: DeleteArgs) -> Result<()> {
         let c = kube.client.clone();
         let ns = &kube.namespace;
         let result = match kind {
-            Kind::RayCluster => Api::<RayCluster>::namespaced(c, ns).delete(&name, &dp).await.map(|_| ()),
-            Kind::RayJob => Api::<RayJob>::namespaced(c, ns).delete(&name, &dp).await.map(|_| ()),
-            Kind::RayService => Api::<RayService>::namespaced(c, ns).delete(&name, &dp).await.map(|_| ()),
+            Kind::RayCluster => Api::<RayCluster>::namespaced(c, ns)
+                .delete(&name, &dp)
+                .await
+                .map(|_| ()),
+            Kind::RayJob => Api::<RayJob>::namespaced(c, ns)
+                .delete(&name, &dp)
+                .await
+                .map(|_| ()),
+            Kind::RayService => Api::<RayService>::namespaced(c, ns)
+                .delete(&name, &dp)
+                .await
+                .map(|_| ()),
         };
         if let Err(e) = result {
-            bail!("failed to delete {}/{name}: {}", kind.as_str(), describe(&e));
+            bail!(
+                "failed to delete {}/{name}: {}",
+                kind.as_str(),
+                describe(&e)
+            );
         }
         println!("Deleted {} {name}", kind.as_str());
     }
@@ -80,12 +93,22 @@ mod tests {
 
     #[test]
     fn resources_group_by_kind() {
-        let args: Vec<String> = ["a", "rayjob/j", "RayCluster/b"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["a", "rayjob/j", "RayCluster/b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
             plan(&args).unwrap(),
-            [(Kind::RayCluster, "a".into()), (Kind::RayCluster, "b".into()), (Kind::RayJob, "j".into())]
+            [
+                (Kind::RayCluster, "a".into()),
+                (Kind::RayCluster, "b".into()),
+                (Kind::RayJob, "j".into())
+            ]
         );
         let bad = vec!["pod/x".to_string()];
-        assert_eq!(plan(&bad).unwrap_err().to_string(), "unsupported resource type: pod");
+        assert_eq!(
+            plan(&bad).unwrap_err().to_string(),
+            "unsupported resource type: pod"
+        );
     }
 }

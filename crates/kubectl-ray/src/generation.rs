@@ -165,7 +165,12 @@ fn scalar_text(v: serde_yaml::Value) -> Option<String> {
         serde_yaml::Value::String(s) => Some(s),
         serde_yaml::Value::Bool(b) => Some(b.to_string()),
         serde_yaml::Value::Number(n) => Some(n.to_string()),
-        other => Some(serde_yaml::to_string(&other).unwrap_or_default().trim().to_string()),
+        other => Some(
+            serde_yaml::to_string(&other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        ),
     }
 }
 
@@ -214,8 +219,7 @@ impl ClusterConfig {
         }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read config file {}", path.display()))?;
-        let file: ClusterConfig =
-            serde_yaml::from_str(&text).context("failed to parse YAML")?;
+        let file: ClusterConfig = serde_yaml::from_str(&text).context("failed to parse YAML")?;
         let mut config = Self::with_defaults();
         config.merge(file);
         Ok(config)
@@ -332,7 +336,7 @@ impl ClusterConfig {
     pub fn cluster_spec(&self) -> Value {
         let image = self.image.clone().unwrap_or_default();
         let head = self.head.clone().unwrap_or_default();
-        let mut head_container = json!({
+        let head_container = json!({
             "name": "ray-head",
             "image": image,
             "resources": {
@@ -374,7 +378,7 @@ impl ClusterConfig {
                     None if i == 0 => DEFAULT_GROUP.to_string(),
                     None => format!("{DEFAULT_GROUP}-{i}"),
                 };
-                let mut container = json!({
+                let container = json!({
                     "name": "ray-worker",
                     "image": image,
                     "resources": {
@@ -450,13 +454,19 @@ fn put_map(obj: &mut Value, key: &str, map: &BTreeMap<String, String>) {
 
 fn add_gcsfuse(spec: &mut Value, f: &GcsFuse) {
     let mut attributes = Map::new();
-    attributes.insert("bucketName".into(), json!(f.bucket_name.clone().unwrap_or_default()));
+    attributes.insert(
+        "bucketName".into(),
+        json!(f.bucket_name.clone().unwrap_or_default()),
+    );
     if let Some(o) = f.mount_options.as_deref().filter(|o| !o.is_empty()) {
         attributes.insert("mountOptions".into(), json!(o));
     }
     for (key, v) in [
         ("disableMetrics", f.disable_metrics),
-        ("gcsfuseMetadataPrefetchOnMount", f.gcsfuse_metadata_prefetch_on_mount),
+        (
+            "gcsfuseMetadataPrefetchOnMount",
+            f.gcsfuse_metadata_prefetch_on_mount,
+        ),
         ("skipCSIBucketAccessCheck", f.skip_csi_bucket_access_check),
     ] {
         if let Some(b) = v {
@@ -464,7 +474,8 @@ fn add_gcsfuse(spec: &mut Value, f: &GcsFuse) {
         }
     }
     let volume = json!({"name": GCSFUSE_VOLUME, "csi": {"driver": GCSFUSE_DRIVER, "volumeAttributes": attributes}});
-    let mount = json!({"name": GCSFUSE_VOLUME, "mountPath": f.mount_path.clone().unwrap_or_default()});
+    let mount =
+        json!({"name": GCSFUSE_VOLUME, "mountPath": f.mount_path.clone().unwrap_or_default()});
     let mut annotations = Map::new();
     if let Some(r) = &f.resources {
         let set = |a: &mut Map<String, Value>, keys: &[&str], v: &Option<String>| {
@@ -489,15 +500,20 @@ fn add_gcsfuse(spec: &mut Value, f: &GcsFuse) {
             &r.ephemeral_storage,
         );
     }
-    let mut templates: Vec<&mut Value> = vec![&mut spec["headGroupSpec"]["template"]];
-    if let Some(groups) = spec["workerGroupSpecs"].as_array_mut() {
-        templates.extend(groups.iter_mut().map(|g| &mut g["template"]));
-    }
-    for t in templates {
+    let add = |t: &mut Value| {
         push(&mut t["spec"]["volumes"], volume.clone());
-        push(&mut t["spec"]["containers"][0]["volumeMounts"], mount.clone());
+        push(
+            &mut t["spec"]["containers"][0]["volumeMounts"],
+            mount.clone(),
+        );
         // KubeRay sets the annotations map even when it is empty.
         t["metadata"]["annotations"] = Value::Object(annotations.clone());
+    };
+    add(&mut spec["headGroupSpec"]["template"]);
+    if let Some(groups) = spec["workerGroupSpecs"].as_array_mut() {
+        for g in groups {
+            add(&mut g["template"]);
+        }
     }
 }
 
@@ -639,7 +655,11 @@ spec:
     fn a_file_merges_the_head_but_replaces_the_worker_groups() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
-        std::fs::write(&path, "head:\n  cpu: 3\nworker-groups:\n- cpu: 1\n- replicas: 2\n").unwrap();
+        std::fs::write(
+            &path,
+            "head:\n  cpu: 3\nworker-groups:\n- cpu: 1\n- replicas: 2\n",
+        )
+        .unwrap();
         let c = ClusterConfig::from_file(&path).unwrap();
         let head = c.head.as_ref().unwrap();
         assert_eq!(head.cpu.as_deref(), Some("3"));
@@ -648,8 +668,14 @@ spec:
         let groups = spec["workerGroupSpecs"].as_array().unwrap();
         assert_eq!(groups[0]["groupName"], "default-group");
         assert_eq!(groups[1]["groupName"], "default-group-1");
-        assert_eq!(groups[0]["template"]["spec"]["containers"][0]["resources"], json!({"requests": {"cpu": "1"}, "limits": {}}));
-        assert_eq!(groups[1]["template"]["spec"]["containers"][0]["resources"], json!({"requests": {}, "limits": {}}));
+        assert_eq!(
+            groups[0]["template"]["spec"]["containers"][0]["resources"],
+            json!({"requests": {"cpu": "1"}, "limits": {}})
+        );
+        assert_eq!(
+            groups[1]["template"]["spec"]["containers"][0]["resources"],
+            json!({"requests": {}, "limits": {}})
+        );
         assert_eq!(groups[1]["replicas"], 2);
     }
 
@@ -672,16 +698,34 @@ spec:
         let rc = c.ray_cluster();
         assert_eq!(rc["metadata"]["name"], "sample-create-cluster-complete");
         let head = &rc["spec"]["headGroupSpec"]["template"];
-        assert_eq!(head["metadata"]["annotations"]["gke-gcsfuse/memory-limit"], "256Mi");
-        assert_eq!(head["spec"]["volumes"][0]["csi"]["volumeAttributes"], json!({
+        assert_eq!(
+            head["metadata"]["annotations"]["gke-gcsfuse/memory-limit"],
+            "256Mi"
+        );
+        assert_eq!(
+            head["spec"]["volumes"][0]["csi"]["volumeAttributes"],
+            json!({
             "bucketName": "my-bucket", "mountOptions": "implicit-dirs,uid=1000,gid=100",
-            "disableMetrics": "true", "gcsfuseMetadataPrefetchOnMount": "false", "skipCSIBucketAccessCheck": "false"}));
-        assert_eq!(head["spec"]["serviceAccountName"], "my-service-account@my-project.iam.gserviceaccount.com");
-        assert_eq!(rc["spec"]["headGroupSpec"]["rayStartParams"]["metrics-export-port"], "8082");
+            "disableMetrics": "true", "gcsfuseMetadataPrefetchOnMount": "false", "skipCSIBucketAccessCheck": "false"})
+        );
+        assert_eq!(
+            head["spec"]["serviceAccountName"],
+            "my-service-account@my-project.iam.gserviceaccount.com"
+        );
+        assert_eq!(
+            rc["spec"]["headGroupSpec"]["rayStartParams"]["metrics-export-port"],
+            "8082"
+        );
         let gpu = &rc["spec"]["workerGroupSpecs"][1];
         assert_eq!(gpu["groupName"], "gpu-workers");
-        assert_eq!(gpu["template"]["spec"]["containers"][0]["resources"]["limits"], json!({"memory": "6Gi", "ephemeral-storage": "13Gi", "nvidia.com/gpu": "1"}));
-        assert_eq!(gpu["template"]["spec"]["containers"][0]["volumeMounts"][0]["mountPath"], "/mnt/cluster_storage");
+        assert_eq!(
+            gpu["template"]["spec"]["containers"][0]["resources"]["limits"],
+            json!({"memory": "6Gi", "ephemeral-storage": "13Gi", "nvidia.com/gpu": "1"})
+        );
+        assert_eq!(
+            gpu["template"]["spec"]["containers"][0]["volumeMounts"][0]["mountPath"],
+            "/mnt/cluster_storage"
+        );
         assert_eq!(rc["spec"]["autoscalerOptions"]["version"], "v2");
     }
 

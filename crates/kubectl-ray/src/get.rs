@@ -21,15 +21,40 @@ use crate::table;
 pub async fn run(flags: &KubeFlags, what: GetCommand) -> Result<()> {
     let kube = flags.connect().await?;
     match what {
-        GetCommand::Cluster { name, all_namespaces, output } => {
-            cluster(&kube, name.as_deref(), all_namespaces, output).await
+        GetCommand::Cluster {
+            name,
+            all_namespaces,
+            output,
+        } => cluster(&kube, name.as_deref(), all_namespaces, output).await,
+        GetCommand::Workergroup {
+            group,
+            ray_cluster,
+            all_namespaces,
+            output,
+        } => {
+            workergroup(
+                &kube,
+                group.as_deref(),
+                ray_cluster.as_deref(),
+                all_namespaces,
+                output,
+            )
+            .await
         }
-        GetCommand::Workergroup { group, ray_cluster, all_namespaces, output } => {
-            workergroup(&kube, group.as_deref(), ray_cluster.as_deref(), all_namespaces, output)
-                .await
-        }
-        GetCommand::Node { node, ray_cluster, all_namespaces, output } => {
-            node_cmd(&kube, node.as_deref(), ray_cluster.as_deref(), all_namespaces, output).await
+        GetCommand::Node {
+            node,
+            ray_cluster,
+            all_namespaces,
+            output,
+        } => {
+            node_cmd(
+                &kube,
+                node.as_deref(),
+                ray_cluster.as_deref(),
+                all_namespaces,
+                output,
+            )
+            .await
         }
         GetCommand::Token { cluster } => token(&kube, &cluster).await,
     }
@@ -69,8 +94,17 @@ fn print_objects<T: serde::Serialize>(items: Vec<T>, single: bool, output: Outpu
 }
 
 pub const CLUSTER_HEADERS: [&str; 11] = [
-    "Name", "Namespace", "Desired Workers", "Available Workers", "CPUs", "GPUs", "TPUs", "Memory",
-    "Condition", "Status", "Age",
+    "Name",
+    "Namespace",
+    "Desired Workers",
+    "Available Workers",
+    "CPUs",
+    "GPUs",
+    "TPUs",
+    "Memory",
+    "Condition",
+    "Status",
+    "Age",
 ];
 
 async fn cluster(
@@ -107,7 +141,11 @@ async fn cluster(
     // table on stdout stays what scripts parse.
     for rc in &list.items {
         if let Some(why) = not_ready_reason(rc) {
-            eprintln!("{}/{} is not ready: {why}", rc.namespace().unwrap_or_default(), rc.name_any());
+            eprintln!(
+                "{}/{} is not ready: {why}",
+                rc.namespace().unwrap_or_default(),
+                rc.name_any()
+            );
         }
     }
     Ok(())
@@ -127,7 +165,9 @@ pub fn cluster_table(clusters: &[RayCluster]) -> String {
                 table::quantity(s.desired_gpu.as_ref()),
                 table::quantity(s.desired_tpu.as_ref()),
                 table::quantity(s.desired_memory.as_ref()),
-                relevant_condition(rc).map(|c| c.type_.clone()).unwrap_or_default(),
+                relevant_condition(rc)
+                    .map(|c| c.type_.clone())
+                    .unwrap_or_default(),
                 s.state.map(|st| st.to_string()).unwrap_or_default(),
                 table::age(rc.metadata.creation_timestamp.as_ref()),
             ]
@@ -173,8 +213,9 @@ pub fn not_ready_reason(rc: &RayCluster) -> Option<String> {
     Some(format!("{} ({})", failing.message, failing.reason))
 }
 
-pub const WORKERGROUP_HEADERS: [&str; 9] =
-    ["Name", "Min", "Max", "Replicas", "CPUs", "GPUs", "TPUs", "Memory", "Cluster"];
+pub const WORKERGROUP_HEADERS: [&str; 9] = [
+    "Name", "Min", "Max", "Replicas", "CPUs", "GPUs", "TPUs", "Memory", "Cluster",
+];
 
 #[derive(serde::Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -245,7 +286,10 @@ async fn workergroup(
             Some(c) => format!(" in Ray cluster {c}"),
             None => " in any Ray cluster".into(),
         };
-        bail!("Ray worker group {g} not found{}{in_cluster}", where_(kube, all_namespaces));
+        bail!(
+            "Ray worker group {g} not found{}{in_cluster}",
+            where_(kube, all_namespaces)
+        );
     }
     if let Some(o) = output {
         return print_objects(rows, false, o);
@@ -257,7 +301,12 @@ async fn workergroup(
 /// One worker group's row: ready pods over desired replicas, and the
 /// group's total resources (per pod, requests else limits, times replicas;
 /// nothing while the group is suspended).
-pub fn workergroup_row(ns: &str, cluster: &str, spec: &WorkerGroupSpec, pods: &[Pod]) -> WorkerGroupRow {
+pub fn workergroup_row(
+    ns: &str,
+    cluster: &str,
+    spec: &WorkerGroupSpec,
+    pods: &[Pod],
+) -> WorkerGroupRow {
     let replicas = spec.replicas.unwrap_or(0);
     let mut totals = Totals::default();
     if spec.suspend != Some(true) {
@@ -322,8 +371,17 @@ pub fn workergroup_table(rows: &[WorkerGroupRow], all_namespaces: bool) -> Strin
     table::render(&headers, &cells)
 }
 
-pub const NODE_HEADERS: [&str; 9] =
-    ["Name", "CPUs", "GPUs", "TPUs", "Memory", "Cluster", "Type", "Worker Group", "Age"];
+pub const NODE_HEADERS: [&str; 9] = [
+    "Name",
+    "CPUs",
+    "GPUs",
+    "TPUs",
+    "Memory",
+    "Cluster",
+    "Type",
+    "Worker Group",
+    "Age",
+];
 
 async fn node_cmd(
     kube: &Kube,
@@ -351,7 +409,10 @@ async fn node_cmd(
             Some(c) => format!(" in Ray cluster {c}"),
             None => " in any Ray cluster".into(),
         };
-        bail!("Ray node {n} not found{}{in_cluster}", where_(kube, all_namespaces));
+        bail!(
+            "Ray node {n} not found{}{in_cluster}",
+            where_(kube, all_namespaces)
+        );
     }
     if let Some(o) = output {
         return print_objects(pods.items, node.is_some(), o);
@@ -473,10 +534,16 @@ status:
 
     #[test]
     fn a_cluster_without_status_shows_zeros_and_blanks() {
-        let rc = cluster("metadata: {name: a, namespace: n}\nspec: {headGroupSpec: {template: {}}}\n");
+        let rc =
+            cluster("metadata: {name: a, namespace: n}\nspec: {headGroupSpec: {template: {}}}\n");
         let t = cluster_table(&[rc]);
         assert!(t.lines().nth(1).unwrap().starts_with("a      n           0                 0                   0      0      0      0                                 <unknown>"), "{t}");
-        assert_eq!(not_ready_reason(&cluster("metadata: {name: a}\nspec: {headGroupSpec: {template: {}}}\n")), None);
+        assert_eq!(
+            not_ready_reason(&cluster(
+                "metadata: {name: a}\nspec: {headGroupSpec: {template: {}}}\n"
+            )),
+            None
+        );
     }
 
     #[test]

@@ -48,7 +48,9 @@ fn plan(a: &JobSubmitArgs, explicit: &BTreeSet<String>) -> Result<Plan> {
     if let Some(env) = &a.runtime_env {
         match std::fs::metadata(env) {
             Err(e) => bail!("Runtime Env file does not exist. Failed with: {e}"),
-            Ok(m) if !m.is_file() => bail!("Filename given is not a regular file: {}", env.display()),
+            Ok(m) if !m.is_file() => {
+                bail!("Filename given is not a regular file: {}", env.display())
+            }
             Ok(_) => {}
         }
         if working_dir.is_empty() {
@@ -66,12 +68,14 @@ fn plan(a: &JobSubmitArgs, explicit: &BTreeSet<String>) -> Result<Plan> {
     if let Some(file) = &a.filename {
         match std::fs::metadata(file) {
             Err(e) => bail!("Ray Job file does not exist. Failed with: {e}"),
-            Ok(m) if !m.is_file() => bail!("Filename given is not a regular file: {}", file.display()),
+            Ok(m) if !m.is_file() => {
+                bail!("Filename given is not a regular file: {}", file.display())
+            }
             Ok(_) => {}
         }
         let text = std::fs::read_to_string(file)?;
-        let mut job: RayJob =
-            serde_yaml::from_str(&text).map_err(|e| anyhow!("Failed to decode RayJob Yaml: {e}"))?;
+        let mut job: RayJob = serde_yaml::from_str(&text)
+            .map_err(|e| anyhow!("Failed to decode RayJob Yaml: {e}"))?;
         if job.spec.submission_mode != Some(JobSubmissionMode::InteractiveMode) {
             bail!("Submission mode of the Ray Job must be set to 'InteractiveMode'");
         }
@@ -94,7 +98,9 @@ fn plan(a: &JobSubmitArgs, explicit: &BTreeSet<String>) -> Result<Plan> {
             bail!("ttlSecondsAfterFinished must be greater than or equal to 0");
         }
         if !shutdown && ttl > 0 {
-            bail!("ttlSecondsAfterFinished is only supported when shutdownAfterJobFinishes is set to true");
+            bail!(
+                "ttlSecondsAfterFinished is only supported when shutdownAfterJobFinishes is set to true"
+            );
         }
         job_from_file = Some(job);
     } else if a.name.as_deref().unwrap_or("").trim().is_empty() {
@@ -118,13 +124,23 @@ fn plan(a: &JobSubmitArgs, explicit: &BTreeSet<String>) -> Result<Plan> {
     if a.address.as_deref().is_some_and(|s| s.trim().is_empty()) {
         bail!("--address was provided but is empty");
     }
-    Ok(Plan { job_from_file, working_dir, runtime_env_json, ttl, shutdown })
+    Ok(Plan {
+        job_from_file,
+        working_dir,
+        runtime_env_json,
+        ttl,
+        shutdown,
+    })
 }
 
 fn runtime_env_working_dir(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).context("Error while checking runtime env")?;
-    let v: serde_yaml::Value = serde_yaml::from_str(&text).context("Error while checking runtime env")?;
-    Ok(v.get("working_dir").and_then(|w| w.as_str()).unwrap_or("").to_string())
+    let v: serde_yaml::Value =
+        serde_yaml::from_str(&text).context("Error while checking runtime env")?;
+    Ok(v.get("working_dir")
+        .and_then(|w| w.as_str())
+        .unwrap_or("")
+        .to_string())
 }
 
 /// A submission id as Ray makes them: `raysubmit_` and 16 characters
@@ -135,34 +151,59 @@ pub fn submission_id() -> Result<String> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("failed to generate submission ID")?;
-    let id: String = bytes.iter().map(|b| CHARS[usize::from(*b) % CHARS.len()] as char).collect();
+    let id: String = bytes
+        .iter()
+        .map(|b| CHARS[usize::from(*b) % CHARS.len()] as char)
+        .collect();
     Ok(format!("raysubmit_{id}"))
 }
 
 /// The `ray job submit` command line, with the user's flags in KubeRay's order.
-pub fn ray_command(a: &JobSubmitArgs, p: &Plan, address: &str, id: &str) -> Result<Vec<String>> {
-    let mut c: Vec<String> = ["ray", "job", "submit", "--address", address].map(String::from).to_vec();
-    let mut opt = |flag: &str, v: Option<String>| {
+fn ray_command(a: &JobSubmitArgs, p: &Plan, address: &str, id: &str) -> Result<Vec<String>> {
+    let mut c: Vec<String> = ["ray", "job", "submit", "--address", address]
+        .map(String::from)
+        .to_vec();
+    let opt = |c: &mut Vec<String>, flag: &str, v: Option<String>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             c.push(flag.into());
             c.push(v);
         }
     };
-    opt("--runtime-env", a.runtime_env.as_ref().map(|p| p.display().to_string()));
-    opt("--runtime-env-json", p.runtime_env_json.clone());
-    opt("--submission-id", Some(id.to_string()));
-    opt("--entrypoint-num-cpus", (a.entrypoint_num_cpus > 0.0).then(|| format!("{:.6}", a.entrypoint_num_cpus)));
-    opt("--entrypoint-num-gpus", (a.entrypoint_num_gpus > 0.0).then(|| format!("{:.6}", a.entrypoint_num_gpus)));
-    opt("--entrypoint-memory", (a.entrypoint_memory > 0).then(|| a.entrypoint_memory.to_string()));
-    opt("--entrypoint-resource", a.entrypoint_resources.clone());
-    opt("--metadata-json", a.metadata_json.clone());
+    opt(
+        &mut c,
+        "--runtime-env",
+        a.runtime_env.as_ref().map(|p| p.display().to_string()),
+    );
+    opt(&mut c, "--runtime-env-json", p.runtime_env_json.clone());
+    opt(&mut c, "--submission-id", Some(id.to_string()));
+    opt(
+        &mut c,
+        "--entrypoint-num-cpus",
+        (a.entrypoint_num_cpus > 0.0).then(|| format!("{:.6}", a.entrypoint_num_cpus)),
+    );
+    opt(
+        &mut c,
+        "--entrypoint-num-gpus",
+        (a.entrypoint_num_gpus > 0.0).then(|| format!("{:.6}", a.entrypoint_num_gpus)),
+    );
+    opt(
+        &mut c,
+        "--entrypoint-memory",
+        (a.entrypoint_memory > 0).then(|| a.entrypoint_memory.to_string()),
+    );
+    opt(
+        &mut c,
+        "--entrypoint-resource",
+        a.entrypoint_resources.clone(),
+    );
+    opt(&mut c, "--metadata-json", a.metadata_json.clone());
     if a.no_wait {
         c.push("--no-wait".into());
     }
-    opt("--headers", a.headers.clone());
-    opt("--verify", a.verify.clone());
-    opt("--log-style", a.log_style.clone());
-    opt("--log-color", a.log_color.clone());
+    opt(&mut c, "--headers", a.headers.clone());
+    opt(&mut c, "--verify", a.verify.clone());
+    opt(&mut c, "--log-style", a.log_style.clone());
+    opt(&mut c, "--log-color", a.log_color.clone());
     if a.verbose {
         c.push("--verbose".into());
     }
@@ -170,7 +211,10 @@ pub fn ray_command(a: &JobSubmitArgs, p: &Plan, address: &str, id: &str) -> Resu
     c.push(p.working_dir.clone());
     c.push("--".into());
     let entrypoint = a.entrypoint.join(" ");
-    c.extend(shlex::split(&entrypoint).ok_or_else(|| anyhow!("cannot split the entrypoint {entrypoint:?}"))?);
+    c.extend(
+        shlex::split(&entrypoint)
+            .ok_or_else(|| anyhow!("cannot split the entrypoint {entrypoint:?}"))?,
+    );
     Ok(c)
 }
 
@@ -209,14 +253,24 @@ fn generated_job(a: &JobSubmitArgs, p: &Plan, namespace: &str, id: &str) -> serd
 
 async fn submit(flags: &KubeFlags, a: JobSubmitArgs, explicit: &BTreeSet<String>) -> Result<()> {
     if a.entrypoint.is_empty() {
-        bail!("an entrypoint is required: kubectl ray job submit [OPTIONS] -f/--filename RAYJOB_YAML -- ENTRYPOINT");
+        bail!(
+            "an entrypoint is required: kubectl ray job submit [OPTIONS] -f/--filename RAYJOB_YAML -- ENTRYPOINT"
+        );
     }
     let p = plan(&a, explicit)?;
-    let kube = if a.dry_run && a.filename.is_none() { None } else { Some(flags.connect().await?) };
+    let kube = if a.dry_run && a.filename.is_none() {
+        None
+    } else {
+        Some(flags.connect().await?)
+    };
     let namespace = match (&kube, &flags.namespace) {
         (Some(k), _) => k.namespace.clone(),
         (None, Some(n)) => n.clone(),
-        (None, None) => flags.connect().await.map(|k| k.namespace).unwrap_or_else(|_| "default".into()),
+        (None, None) => flags
+            .connect()
+            .await
+            .map(|k| k.namespace)
+            .unwrap_or_else(|_| "default".into()),
     };
     let id = match &a.submission_id {
         Some(id) if !id.is_empty() => id.clone(),
@@ -235,7 +289,11 @@ async fn submit(flags: &KubeFlags, a: JobSubmitArgs, explicit: &BTreeSet<String>
             };
             let name = a.name.clone().unwrap_or_default();
             Api::<RayJob>::namespaced(kube.client.clone(), &namespace)
-                .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&job))
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER),
+                    &Patch::Apply(&job),
+                )
                 .await
                 .map_err(|e| anyhow!("Failed to apply generated YAML: {}", describe(&e)))?
                 .name_any()
@@ -245,7 +303,10 @@ async fn submit(flags: &KubeFlags, a: JobSubmitArgs, explicit: &BTreeSet<String>
             job.spec.job_id = Some(id.clone());
             job.metadata.namespace = Some(namespace.clone());
             let kube = kube.as_ref().expect("connected for -f");
-            let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+            let pp = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
             Api::<RayJob>::namespaced(kube.client.clone(), &namespace)
                 .create(&pp, &job)
                 .await
@@ -300,8 +361,15 @@ async fn wait_for_cluster(kube: &Kube, job: &str, timeout: Duration) -> Result<S
     let clusters: Api<RayCluster> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let deadline = tokio::time::Instant::now() + timeout;
     let cluster = loop {
-        let j = jobs.get(job).await.map_err(|e| anyhow!("Failed to get Ray Job status: {}", describe(&e)))?;
-        if let Some(c) = j.status.and_then(|s| s.ray_cluster_name).filter(|c| !c.is_empty()) {
+        let j = jobs
+            .get(job)
+            .await
+            .map_err(|e| anyhow!("Failed to get Ray Job status: {}", describe(&e)))?;
+        if let Some(c) = j
+            .status
+            .and_then(|s| s.ray_cluster_name)
+            .filter(|c| !c.is_empty())
+        {
             break c;
         }
         if tokio::time::Instant::now() > deadline {
@@ -314,10 +382,12 @@ async fn wait_for_cluster(kube: &Kube, job: &str, timeout: Duration) -> Result<S
     let mut ready = false;
     while !cluster.is_empty() && tokio::time::Instant::now() <= deadline {
         tokio::time::sleep(POLL).await;
-        let rc = clusters
-            .get(&cluster)
-            .await
-            .map_err(|e| anyhow!("Failed to get cluster information with error: {}", describe(&e)))?;
+        let rc = clusters.get(&cluster).await.map_err(|e| {
+            anyhow!(
+                "Failed to get cluster information with error: {}",
+                describe(&e)
+            )
+        })?;
         if is_provisioned(&rc) {
             ready = true;
             break;
@@ -328,7 +398,12 @@ async fn wait_for_cluster(kube: &Kube, job: &str, timeout: Duration) -> Result<S
         println!("Deleting RayJob...");
         jobs.delete(job, &DeleteParams::default())
             .await
-            .map_err(|e| anyhow!("Failed to clean up Ray job after time out.: {}", describe(&e)))?;
+            .map_err(|e| {
+                anyhow!(
+                    "Failed to clean up Ray job after time out.: {}",
+                    describe(&e)
+                )
+            })?;
         println!("Cleaned Up RayJob: {job}");
         bail!("Timed out waiting for cluster");
     }
@@ -337,12 +412,17 @@ async fn wait_for_cluster(kube: &Kube, job: &str, timeout: Duration) -> Result<S
 
 /// Forwards the head's dashboard to localhost:8265 (another free port if
 /// that one is taken) and waits until the dashboard answers.
-async fn forward_dashboard(kube: &Kube, cluster: &str) -> Result<(String, tokio::task::JoinHandle<Result<()>>)> {
+async fn forward_dashboard(
+    kube: &Kube,
+    cluster: &str,
+) -> Result<(String, tokio::task::JoinHandle<Result<()>>)> {
     let target = crate::resource::target(kube, crate::resource::Kind::RayCluster, cluster)
         .await
         .context("Failed to find service name")?;
     if target.head_service.is_empty() {
-        bail!("Failed to find service name: RayCluster {cluster} names no head service in its status");
+        bail!(
+            "Failed to find service name: RayCluster {cluster} names no head service in its status"
+        );
     }
     let listener = listen(DASHBOARD_PORT, true).await?;
     let port = listener.local_addr()?.port();
@@ -357,7 +437,9 @@ async fn forward_dashboard(kube: &Kube, cluster: &str) -> Result<(String, tokio:
     let task = tokio::spawn(forward.serve(listener));
     let address = format!("http://localhost:{port}");
     println!("Waiting for port forwarding...");
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
     let deadline = tokio::time::Instant::now() + PORT_FORWARD_TIMEOUT;
     loop {
         match http.get(&address).send().await {
@@ -367,7 +449,9 @@ async fn forward_dashboard(kube: &Kube, cluster: &str) -> Result<(String, tokio:
         }
         if tokio::time::Instant::now() > deadline {
             task.abort();
-            bail!("Timed out waiting for port forwarding: the dashboard of {cluster} did not answer on {address}");
+            bail!(
+                "Timed out waiting for port forwarding: the dashboard of {cluster} did not answer on {address}"
+            );
         }
         tokio::time::sleep(POLL).await;
     }
@@ -385,7 +469,11 @@ async fn follow(kube: &Kube, name: &str) -> Result<()> {
         let job = event.map_err(|e| anyhow!("failed to watch RayJob: {e}"))?;
         let status = job.status.clone().unwrap_or_default();
         let job_status = status.job_status.clone().unwrap_or(JobStatus::New);
-        let id = status.job_id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| "unknown".into());
+        let id = status
+            .job_id
+            .clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| "unknown".into());
         println!("Current status: {job_status} (RayJob: {name}, JobID: {id})");
         match job_status {
             JobStatus::Succeeded | JobStatus::Stopped => {
@@ -406,21 +494,35 @@ async fn follow(kube: &Kube, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
+    use crate::cli::Command;
 
     fn args(extra: &[&str]) -> (JobSubmitArgs, BTreeSet<String>) {
         let mut argv = vec!["kubectl ray", "job", "submit"];
         argv.extend_from_slice(extra);
         let (cli, explicit) = crate::parse(&argv).unwrap();
-        let Command::Job { what: JobCommand::Submit(a) } = cli.command else { panic!() };
-        let _ = Cli::try_parse_from(&argv).unwrap();
+        let Command::Job {
+            what: JobCommand::Submit(a),
+        } = cli.command
+        else {
+            panic!()
+        };
         (*a, explicit)
     }
 
     #[test]
     fn a_generated_job_is_kuberays() {
-        let (a, explicit) = args(&["--name", "j", "--working-dir", ".", "--ttl-seconds-after-finished", "30", "--", "python", "-c", "print(1)"]);
+        let (a, explicit) = args(&[
+            "--name",
+            "j",
+            "--working-dir",
+            ".",
+            "--ttl-seconds-after-finished",
+            "30",
+            "--",
+            "python",
+            "-c",
+            "print(1)",
+        ]);
         let p = plan(&a, &explicit).unwrap();
         let job = generated_job(&a, &p, "ns", "raysubmit_x");
         assert_eq!(job["spec"]["submissionMode"], "InteractiveMode");
@@ -436,8 +538,18 @@ mod tests {
     #[test]
     fn the_ray_command_carries_the_users_flags() {
         let (a, explicit) = args(&[
-            "--name", "j", "--working-dir", "/w", "--entrypoint-num-cpus", "1", "--no-wait",
-            "--metadata-json", "{}", "--", "python", "my script.py",
+            "--name",
+            "j",
+            "--working-dir",
+            "/w",
+            "--entrypoint-num-cpus",
+            "1",
+            "--no-wait",
+            "--metadata-json",
+            "{}",
+            "--",
+            "python",
+            "my script.py",
         ]);
         let p = plan(&a, &explicit).unwrap();
         let c = ray_command(&a, &p, "http://localhost:8265", "raysubmit_x").unwrap();
@@ -451,12 +563,48 @@ mod tests {
     fn bad_input_is_refused_before_anything_is_created() {
         let msg = |extra: &[&str]| {
             let (a, e) = args(extra);
-            plan(&a, &e).err().map(|e| e.to_string()).unwrap_or_default()
+            plan(&a, &e)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         };
-        assert_eq!(msg(&["--working-dir", ".", "--", "x"]), "Must set either yaml file (--filename) or set Ray job name (--name)");
-        assert_eq!(msg(&["--name", "j", "--", "x"]), "working directory is required, use --working-dir or set with runtime env");
-        assert_eq!(msg(&["--name", "j", "--working-dir", ".", "--head-cpu", "x", "--", "x"]).split(':').next().unwrap(), "head-cpu is not a valid resource quantity");
-        assert_eq!(msg(&["--name", "j", "--working-dir", ".", "--address", " ", "--", "x"]), "--address was provided but is empty");
+        assert_eq!(
+            msg(&["--working-dir", ".", "--", "x"]),
+            "Must set either yaml file (--filename) or set Ray job name (--name)"
+        );
+        assert_eq!(
+            msg(&["--name", "j", "--", "x"]),
+            "working directory is required, use --working-dir or set with runtime env"
+        );
+        assert_eq!(
+            msg(&[
+                "--name",
+                "j",
+                "--working-dir",
+                ".",
+                "--head-cpu",
+                "x",
+                "--",
+                "x"
+            ])
+            .split(':')
+            .next()
+            .unwrap(),
+            "head-cpu is not a valid resource quantity"
+        );
+        assert_eq!(
+            msg(&[
+                "--name",
+                "j",
+                "--working-dir",
+                ".",
+                "--address",
+                " ",
+                "--",
+                "x"
+            ]),
+            "--address was provided but is empty"
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub async fn run(flags: &KubeFlags, a: LogArgs) -> Result<()> {
         (Some(_), None) => PathBuf::new(),
         (None, Some(d)) => d.clone(),
         (None, None) => {
-            println!("No output directory specified, creating dir under current directory using resource name.");
+            println!(
+                "No output directory specified, creating dir under current directory using resource name."
+            );
             let d = PathBuf::from(&name);
             std::fs::create_dir_all(&d)
                 .with_context(|| format!("could not create directory with cluster name {name}"))?;
@@ -48,7 +50,9 @@ pub async fn run(flags: &KubeFlags, a: LogArgs) -> Result<()> {
     if a.link.is_none() {
         match std::fs::metadata(&out_dir) {
             Err(e) => bail!("Directory does not exist. Failed with: {e}"),
-            Ok(m) if !m.is_dir() => bail!("Path is not a directory. Please input a directory and try again"),
+            Ok(m) if !m.is_dir() => {
+                bail!("Path is not a directory. Please input a directory and try again")
+            }
             Ok(_) => {}
         }
     }
@@ -66,7 +70,12 @@ pub async fn run(flags: &KubeFlags, a: LogArgs) -> Result<()> {
     let list = pods
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|e| anyhow!("failed to retrieve head node for Ray cluster {cluster}: {}", describe(&e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "failed to retrieve head node for Ray cluster {cluster}: {}",
+                describe(&e)
+            )
+        })?;
     if list.items.is_empty() {
         if let Some(d) = created_dir {
             let _ = std::fs::remove_dir(d);
@@ -83,7 +92,12 @@ pub async fn run(flags: &KubeFlags, a: LogArgs) -> Result<()> {
 async fn cluster_of(kube: &Kube, kind: Kind, name: &str) -> Result<String> {
     let c = kube.client.clone();
     let ns = &kube.namespace;
-    let failed = |e: kube::Error| anyhow!("failed to retrieve Ray job info for {name}: {}", describe(&e));
+    let failed = |e: kube::Error| {
+        anyhow!(
+            "failed to retrieve Ray job info for {name}: {}",
+            describe(&e)
+        )
+    };
     Ok(match kind {
         Kind::RayCluster => name.to_string(),
         Kind::RayJob => Api::<RayJob>::namespaced(c, ns)
@@ -118,14 +132,37 @@ async fn download(pods: &Api<Pod>, pod: &Pod, out_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("failed to create directory within path {}", dir.display()))?;
     let log = pods
-        .logs(&name, &LogParams { container: Some(container.clone()), ..Default::default() })
+        .logs(
+            &name,
+            &LogParams {
+                container: Some(container.clone()),
+                ..Default::default()
+            },
+        )
         .await
-        .map_err(|e| anyhow!("Error retrieving log for Ray cluster node {name}: {}", describe(&e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "Error retrieving log for Ray cluster node {name}: {}",
+                describe(&e)
+            )
+        })?;
     std::fs::write(dir.join("stdout.log"), log)
         .with_context(|| format!("failed to write {}", dir.join("stdout.log").display()))?;
 
-    let command = ["tar", "--warning=no-file-changed", "-cf", "-", "-C", LOGS_IN_POD, "."];
-    let ap = AttachParams::default().container(container).stdin(false).stdout(true).stderr(true);
+    let command = [
+        "tar",
+        "--warning=no-file-changed",
+        "-cf",
+        "-",
+        "-C",
+        LOGS_IN_POD,
+        ".",
+    ];
+    let ap = AttachParams::default()
+        .container(container)
+        .stdin(false)
+        .stdout(true)
+        .stderr(true);
     let mut process = pods
         .exec(&name, command, &ap)
         .await
@@ -133,7 +170,10 @@ async fn download(pods: &Api<Pod>, pod: &Pod, out_dir: &Path) -> Result<()> {
     let mut stdout = process.stdout().context("no stdout from exec")?;
     let mut stderr = process.stderr().context("no stderr from exec")?;
     let (mut archive, mut errors) = (Vec::new(), Vec::new());
-    let (r1, r2) = tokio::join!(stdout.read_to_end(&mut archive), stderr.read_to_end(&mut errors));
+    let (r1, r2) = tokio::join!(
+        stdout.read_to_end(&mut archive),
+        stderr.read_to_end(&mut errors)
+    );
     r1.context("reading the log archive")?;
     r2.context("reading tar's errors")?;
     let _ = process.join().await;
@@ -154,17 +194,30 @@ async fn download(pods: &Api<Pod>, pod: &Pod, out_dir: &Path) -> Result<()> {
 async fn gke_link(kube: &Kube, cluster: &str, node_type: NodeType) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let heads = pods
-        .list(&ListParams::default().labels(&format!("{NODE_TYPE_LABEL}={HEAD},{CLUSTER_LABEL}={cluster}")))
+        .list(&ListParams::default().labels(&format!(
+            "{NODE_TYPE_LABEL}={HEAD},{CLUSTER_LABEL}={cluster}"
+        )))
         .await;
     if let Ok(list) = heads
         && let Some(head) = list.items.first()
-        && !head.spec.iter().flat_map(|s| &s.containers).any(|c| c.name == "fluentbit")
+        && !head
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .any(|c| c.name == "fluentbit")
     {
-        eprintln!("Warning: The head pod does not have a 'fluentbit' container. Logs might not be exported to Google Cloud Logging.");
+        eprintln!(
+            "Warning: The head pod does not have a 'fluentbit' container. Logs might not be exported to Google Cloud Logging."
+        );
     }
-    println!("{}", gke_url(&kube.namespace, cluster, node_type, &kube.context));
+    println!(
+        "{}",
+        gke_url(&kube.namespace, cluster, node_type, &kube.context)
+    );
     if !kube.context.starts_with("gke_") {
-        eprintln!("Warning: The current kubectl context does not appear to be a GKE cluster. The generated link may not work.");
+        eprintln!(
+            "Warning: The current kubectl context does not appear to be a GKE cluster. The generated link may not work."
+        );
     }
     Ok(())
 }
@@ -182,7 +235,10 @@ pub fn gke_url(namespace: &str, cluster: &str, node_type: NodeType, context: &st
         node_line,
     ]
     .join("\n");
-    let mut url = format!("https://console.cloud.google.com/logs/query;query={}", query_escape(&query));
+    let mut url = format!(
+        "https://console.cloud.google.com/logs/query;query={}",
+        query_escape(&query)
+    );
     if let Some(rest) = context.strip_prefix("gke_") {
         let project = rest.split('_').next().unwrap_or("");
         url += &format!("?project={}", query_escape(project));
@@ -194,7 +250,9 @@ pub fn gke_url(namespace: &str, cluster: &str, node_type: NodeType, context: &st
 fn query_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             b' ' => "+".into(),
             _ => format!("%{b:02X}"),
         })
@@ -209,7 +267,10 @@ mod tests {
     fn gke_links_query_the_clusters_pods() {
         let url = gke_url("ns", "rc", NodeType::All, "gke_proj_us-central1_c");
         assert!(url.starts_with("https://console.cloud.google.com/logs/query;query=resource.type%3D%22k8s_container%22%0A"), "{url}");
-        assert!(url.contains("labels.%22k8s-pod%2Fray_io%2Fis-ray-node%22%3D%22yes%22"), "{url}");
+        assert!(
+            url.contains("labels.%22k8s-pod%2Fray_io%2Fis-ray-node%22%3D%22yes%22"),
+            "{url}"
+        );
         assert!(url.ends_with("?project=proj"));
         assert!(gke_url("ns", "rc", NodeType::Head, "kind").contains("node-type%22%3D%22head%22"));
     }

@@ -75,7 +75,10 @@ impl Forward {
                 .ok_or_else(|| anyhow!("pod {} has no port named {name}", pod.name_any()))?,
             None => i32::from(self.service_port),
         };
-        Ok((pod.name_any(), u16::try_from(port).context("port out of range")?))
+        Ok((
+            pod.name_any(),
+            u16::try_from(port).context("port out of range")?,
+        ))
     }
 
     /// Serves connections until the process ends; a failed connection is

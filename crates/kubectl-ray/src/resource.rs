@@ -31,7 +31,11 @@ pub fn parse(arg: &str, any_case: bool) -> Result<(Kind, String)> {
     match parts.as_slice() {
         [name] => Ok((Kind::RayCluster, (*name).to_string())),
         [kind, name] if !name.is_empty() => {
-            let kind_text = if any_case { kind.to_lowercase() } else { (*kind).to_string() };
+            let kind_text = if any_case {
+                kind.to_lowercase()
+            } else {
+                (*kind).to_string()
+            };
             let kind = match kind_text.as_str() {
                 "raycluster" => Kind::RayCluster,
                 "rayjob" => Kind::RayJob,
@@ -93,7 +97,10 @@ pub async fn target(kube: &Kube, kind: Kind, name: &str) -> Result<Target> {
         .and_then(|s| s.head)
         .and_then(|h| h.service_name)
         .unwrap_or_default();
-    Ok(Target { cluster, head_service })
+    Ok(Target {
+        cluster,
+        head_service,
+    })
 }
 
 #[cfg(test)]

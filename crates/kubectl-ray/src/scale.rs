@@ -22,9 +22,15 @@ impl Request {
 
     /// KubeRay's checks before reading the cluster.
     pub fn validate(&self) -> Result<()> {
-        let (r, min, max) = (Self::set(self.replicas), Self::set(self.min), Self::set(self.max));
+        let (r, min, max) = (
+            Self::set(self.replicas),
+            Self::set(self.min),
+            Self::set(self.max),
+        );
         if r.is_none() && min.is_none() && max.is_none() {
-            bail!("must specify at least one of --replicas, --min-replicas, or --max-replicas (non-negative integers)");
+            bail!(
+                "must specify at least one of --replicas, --min-replicas, or --max-replicas (non-negative integers)"
+            );
         }
         if min.is_some_and(|v| v < 0) {
             bail!("--min-replicas must be a non-negative integer");
@@ -92,11 +98,21 @@ pub fn plan(current: (i32, i32, i32), req: Request) -> Result<((i32, i32, i32), 
 }
 
 pub async fn run(flags: &KubeFlags, what: ScaleCommand) -> Result<()> {
-    let ScaleCommand::Cluster { cluster, worker_group, replicas, min_replicas, max_replicas } = what;
+    let ScaleCommand::Cluster {
+        cluster,
+        worker_group,
+        replicas,
+        min_replicas,
+        max_replicas,
+    } = what;
     if worker_group.is_empty() {
         bail!("must specify -w/--worker-group");
     }
-    let req = Request { replicas, min: min_replicas, max: max_replicas };
+    let req = Request {
+        replicas,
+        min: min_replicas,
+        max: max_replicas,
+    };
     req.validate()?;
     let kube = flags.connect().await?;
     let ns = kube.namespace.clone();
@@ -105,10 +121,22 @@ pub async fn run(flags: &KubeFlags, what: ScaleCommand) -> Result<()> {
             "failed to scale worker group {worker_group} in Ray cluster {cluster} in namespace {ns}: {e}"
         )
     };
-    let mut rc = crate::update::api(&kube).get(&cluster).await.map_err(|e| failed(crate::connect::describe(&e)))?;
-    let groups = rc.data["spec"]["workerGroupSpecs"].as_array().cloned().unwrap_or_default();
-    let Some(index) = groups.iter().position(|g| g["groupName"] == json!(worker_group)) else {
-        let names: Vec<&str> = groups.iter().filter_map(|g| g["groupName"].as_str()).collect();
+    let mut rc = crate::update::api(&kube)
+        .get(&cluster)
+        .await
+        .map_err(|e| failed(crate::connect::describe(&e)))?;
+    let groups = rc.data["spec"]["workerGroupSpecs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let Some(index) = groups
+        .iter()
+        .position(|g| g["groupName"] == json!(worker_group))
+    else {
+        let names: Vec<&str> = groups
+            .iter()
+            .filter_map(|g| g["groupName"].as_str())
+            .collect();
         bail!(
             "worker group {worker_group} not found in Ray cluster {cluster} in namespace {ns}. Available worker groups: {}",
             names.join(", ")
@@ -116,7 +144,11 @@ pub async fn run(flags: &KubeFlags, what: ScaleCommand) -> Result<()> {
     };
     let g = &groups[index];
     let int = |k: &str, default: i32| g[k].as_i64().map_or(default, |v| v as i32);
-    let current = (int("replicas", 0), int("minReplicas", 0), int("maxReplicas", i32::MAX));
+    let current = (
+        int("replicas", 0),
+        int("minReplicas", 0),
+        int("maxReplicas", i32::MAX),
+    );
     let ((r, min, max), changes) = plan(current, req)?;
     if changes.is_empty() {
         println!(
@@ -125,7 +157,11 @@ pub async fn run(flags: &KubeFlags, what: ScaleCommand) -> Result<()> {
         return Ok(());
     }
     let group = &mut rc.data["spec"]["workerGroupSpecs"][index];
-    for (key, new, old) in [("replicas", r, current.0), ("minReplicas", min, current.1), ("maxReplicas", max, current.2)] {
+    for (key, new, old) in [
+        ("replicas", r, current.0),
+        ("minReplicas", min, current.1),
+        ("maxReplicas", max, current.2),
+    ] {
         if new != old {
             group[key] = json!(new);
         }
@@ -159,10 +195,22 @@ mod tests {
     fn requests_are_checked_as_kuberay() {
         let msg = |r: Request| r.validate().unwrap_err().to_string();
         assert!(msg(req(-1, -1, -1)).starts_with("must specify at least one of"));
-        assert_eq!(msg(req(-2, -1, -1)), "--replicas must be a non-negative integer");
-        assert_eq!(msg(req(-1, 5, 3)), "--min-replicas (5) cannot be greater than --max-replicas (3)");
-        assert_eq!(msg(req(1, 2, -1)), "--replicas (1) cannot be less than --min-replicas (2)");
-        assert_eq!(msg(req(9, -1, 3)), "--replicas (9) cannot be greater than --max-replicas (3)");
+        assert_eq!(
+            msg(req(-2, -1, -1)),
+            "--replicas must be a non-negative integer"
+        );
+        assert_eq!(
+            msg(req(-1, 5, 3)),
+            "--min-replicas (5) cannot be greater than --max-replicas (3)"
+        );
+        assert_eq!(
+            msg(req(1, 2, -1)),
+            "--replicas (1) cannot be less than --min-replicas (2)"
+        );
+        assert_eq!(
+            msg(req(9, -1, 3)),
+            "--replicas (9) cannot be greater than --max-replicas (3)"
+        );
         assert!(req(3, 1, 5).validate().is_ok());
     }
 
@@ -170,7 +218,10 @@ mod tests {
     fn plans_describe_each_change() {
         let (v, changes) = plan((1, 0, 5), req(3, -1, 10)).unwrap();
         assert_eq!(v, (3, 0, 10));
-        assert_eq!(changes, ["Scaled maxReplicas: 5 to 10", "Scaled Replicas: 1 to 3"]);
+        assert_eq!(
+            changes,
+            ["Scaled maxReplicas: 5 to 10", "Scaled Replicas: 1 to 3"]
+        );
         assert!(plan((1, 0, 5), req(1, -1, -1)).unwrap().1.is_empty());
         assert_eq!(
             plan((1, 0, 5), req(7, -1, -1)).unwrap_err().to_string(),

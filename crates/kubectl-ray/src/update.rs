@@ -23,7 +23,10 @@ pub async fn cluster(
     change: impl FnOnce(&mut DynamicObject) -> Result<()>,
 ) -> Result<DynamicObject> {
     let api = api(kube);
-    let mut rc = api.get(name).await.map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+    let mut rc = api
+        .get(name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
     change(&mut rc)?;
     let pp = PostParams {
         field_manager: Some(crate::create::FIELD_MANAGER.into()),

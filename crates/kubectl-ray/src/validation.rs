@@ -6,8 +6,10 @@ use anyhow::{Result, bail};
 
 pub const GKE_TPU_ACCELERATOR: &str = "cloud.google.com/gke-tpu-accelerator";
 pub const GKE_TPU_TOPOLOGY: &str = "cloud.google.com/gke-tpu-topology";
-const TPU_DOC: &str = "https://cloud.google.com/kubernetes-engine/docs/concepts/plan-tpus#availability";
-const QUANTITY_FORMAT: &str = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+const TPU_DOC: &str =
+    "https://cloud.google.com/kubernetes-engine/docs/concepts/plan-tpus#availability";
+const QUANTITY_FORMAT: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 
 /// A resource quantity that parses and is not negative; `name` is the
 /// flag or file key it came from.
@@ -34,7 +36,9 @@ pub fn validate_tpu(
     }
     for key in [GKE_TPU_ACCELERATOR, GKE_TPU_TOPOLOGY] {
         if !node_selectors.contains_key(key) {
-            bail!("{key} is not set in --worker-node-selectors. See {TPU_DOC} for supported values");
+            bail!(
+                "{key} is not set in --worker-node-selectors. See {TPU_DOC} for supported values"
+            );
         }
     }
     Ok(())
@@ -48,8 +52,16 @@ mod tests {
     fn quantities_are_checked_as_kuberay_does() {
         assert!(validate_quantity("5Gi", "head-memory").is_ok());
         let e = validate_quantity("softmax", "head-memory").unwrap_err();
-        assert_eq!(e.to_string(), format!("head-memory is not a valid resource quantity: {QUANTITY_FORMAT}"));
-        assert_eq!(validate_quantity("-1", "worker-cpu").unwrap_err().to_string(), "worker-cpu cannot be negative");
+        assert_eq!(
+            e.to_string(),
+            format!("head-memory is not a valid resource quantity: {QUANTITY_FORMAT}")
+        );
+        assert_eq!(
+            validate_quantity("-1", "worker-cpu")
+                .unwrap_err()
+                .to_string(),
+            "worker-cpu cannot be negative"
+        );
         assert!(validate_quantity("", "head-ephemeral-storage").is_err());
     }
 
@@ -58,12 +70,22 @@ mod tests {
         let none = BTreeMap::new();
         assert!(validate_tpu(Some("0"), Some(1), &none).is_ok());
         assert_eq!(
-            validate_tpu(Some("1"), Some(0), &none).unwrap_err().to_string(),
+            validate_tpu(Some("1"), Some(0), &none)
+                .unwrap_err()
+                .to_string(),
             "numOfHosts cannot be 0 when using TPU"
         );
-        assert!(validate_tpu(Some("1"), Some(1), &none).unwrap_err().to_string().starts_with(GKE_TPU_ACCELERATOR));
+        assert!(
+            validate_tpu(Some("1"), Some(1), &none)
+                .unwrap_err()
+                .to_string()
+                .starts_with(GKE_TPU_ACCELERATOR)
+        );
         let both = BTreeMap::from([
-            (GKE_TPU_ACCELERATOR.to_string(), "tpu-v5-lite-podslice".to_string()),
+            (
+                GKE_TPU_ACCELERATOR.to_string(),
+                "tpu-v5-lite-podslice".to_string(),
+            ),
             (GKE_TPU_TOPOLOGY.to_string(), "1x1".to_string()),
         ]);
         assert!(validate_tpu(Some("1"), Some(1), &both).is_ok());

@@ -30,15 +30,21 @@ async fn operator_version(client: &kube::Client) -> Result<String, String> {
     let list = Api::<Deployment>::all(client.clone())
         .list(&lp)
         .await
-        .map_err(|e| format!("failed to get KubeRay operator deployment: {}", describe(&e)))?;
+        .map_err(|e| {
+            format!(
+                "failed to get KubeRay operator deployment: {}",
+                describe(&e)
+            )
+        })?;
     let d = list
         .items
         .first()
         .ok_or("no KubeRay operator deployments found in any namespace")?;
     let image = d
         .spec
+        .template
+        .spec
         .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
         .and_then(|s| s.containers.first())
         .map(|c| c.image.clone().unwrap_or_default())
         .ok_or("no containers found in KubeRay operator deployment")?;
@@ -49,7 +55,10 @@ async fn operator_version(client: &kube::Client) -> Result<String, String> {
 /// tag and a digest, `tag@sha256:...`, as KubeRay prints it.
 pub fn image_tag(image: &str) -> String {
     if image.contains("@sha256:") && image.matches(':').count() == 2 {
-        return image.split_once(':').map(|(_, t)| t.to_string()).unwrap_or_default();
+        return image
+            .split_once(':')
+            .map(|(_, t)| t.to_string())
+            .unwrap_or_default();
     }
     let without_digest = image.split('@').next().unwrap_or(image);
     let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
@@ -66,7 +75,10 @@ mod tests {
     #[test]
     fn tags_are_read_as_kuberay_reads_them() {
         assert_eq!(image_tag("quay.io/kuberay/operator:v1.7.0"), "v1.7.0");
-        assert_eq!(image_tag("localhost:5000/kuberay-operator:v1.7.0-rs"), "v1.7.0-rs");
+        assert_eq!(
+            image_tag("localhost:5000/kuberay-operator:v1.7.0-rs"),
+            "v1.7.0-rs"
+        );
         assert_eq!(image_tag("kuberay/operator"), "latest");
         assert_eq!(image_tag("kuberay/operator:v1@sha256:abc"), "v1@sha256:abc");
     }

@@ -22,12 +22,21 @@ pub fn is_provisioned(rc: &RayCluster) -> bool {
 }
 
 /// Waits until the cluster is provisioned, or fails after `timeout`.
-pub async fn cluster_provisioned(kube: &Kube, ns: &str, name: &str, timeout: Duration) -> Result<()> {
+pub async fn cluster_provisioned(
+    kube: &Kube,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
     let api: Api<RayCluster> = Api::namespaced(kube.client.clone(), ns);
-    let cond = await_condition(api, name, |rc: Option<&RayCluster>| rc.is_some_and(is_provisioned));
+    let cond = await_condition(api, name, |rc: Option<&RayCluster>| {
+        rc.is_some_and(is_provisioned)
+    });
     match tokio::time::timeout(timeout, cond).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => bail!("failed to watch Ray cluster {name} in namespace {ns}: {e}"),
-        Err(_) => bail!("timed out waiting for Ray cluster {name} in namespace {ns} to be provisioned"),
+        Err(_) => {
+            bail!("timed out waiting for Ray cluster {name} in namespace {ns} to be provisioned")
+        }
     }
 }
