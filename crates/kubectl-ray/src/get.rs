@@ -537,7 +537,10 @@ status:
         let rc =
             cluster("metadata: {name: a, namespace: n}\nspec: {headGroupSpec: {template: {}}}\n");
         let t = cluster_table(&[rc]);
-        assert!(t.lines().nth(1).unwrap().starts_with("a      n           0                 0                   0      0      0      0                                 <unknown>"), "{t}");
+        assert_eq!(
+            t.lines().nth(1).unwrap(),
+            "a      n           0                 0                   0      0      0      0                             <unknown>"
+        );
         assert_eq!(
             not_ready_reason(&cluster(
                 "metadata: {name: a}\nspec: {headGroupSpec: {template: {}}}\n"

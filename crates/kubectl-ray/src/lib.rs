@@ -34,16 +34,22 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let matches = Cli::command().try_get_matches_from(args)?;
+    let command = Cli::command();
+    let matches = command.clone().try_get_matches_from(args)?;
     let cli = Cli::from_arg_matches(&matches)?;
-    let mut leaf = &matches;
-    while let Some((_, sub)) = leaf.subcommand() {
+    let (mut leaf, mut leaf_command) = (&matches, &command);
+    while let Some((name, sub)) = leaf.subcommand() {
         leaf = sub;
+        leaf_command = leaf_command
+            .find_subcommand(name)
+            .expect("matched subcommands exist");
     }
-    let explicit = leaf
-        .ids()
-        .filter(|id| leaf.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
-        .map(|id| id.to_string())
+    // Argument ids only: argument groups (one per flattened struct) have ids too.
+    let explicit = leaf_command
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| leaf.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(str::to_string)
         .collect();
     Ok((cli, explicit))
 }

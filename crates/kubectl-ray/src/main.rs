@@ -5,10 +5,19 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 
-/// One line, without clap's tips and usage block.
+/// Clap's message as one line: its first paragraph (the error and, for
+/// missing arguments, their list), without the tips and usage that follow.
 fn one_line(text: &str) -> String {
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    first.trim_start_matches("error: ").trim().to_string()
+    let paragraph: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    paragraph
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 fn main() -> ExitCode {
