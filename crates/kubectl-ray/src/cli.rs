@@ -171,7 +171,7 @@ pub enum CreateCommand {
     /// Create Ray cluster.
     Cluster(Box<CreateClusterArgs>),
     /// Create worker group in an existing Ray cluster.
-    Workergroup(CreateWorkerGroupArgs),
+    Workergroup(Box<CreateWorkerGroupArgs>),
 }
 
 #[derive(Args, Debug)]

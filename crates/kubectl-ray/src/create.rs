@@ -26,7 +26,7 @@ pub async fn run(
 ) -> Result<()> {
     match what {
         CreateCommand::Cluster(args) => cluster(flags, *args, explicit).await,
-        CreateCommand::Workergroup(args) => workergroup(flags, args).await,
+        CreateCommand::Workergroup(args) => workergroup(flags, *args).await,
     }
 }
 

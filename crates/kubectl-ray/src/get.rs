@@ -569,7 +569,7 @@ template:
         .unwrap();
         let row = workergroup_row("ns", "rc", &spec, &[]);
         assert_eq!(
-            workergroup_table(&[row.clone()], false),
+            workergroup_table(std::slice::from_ref(&row), false),
             "NAME          MIN   MAX   REPLICAS   CPUS   GPUS   TPUS   MEMORY   CLUSTER\n\
              workergroup   1     5     0/2        1      2      0      2Gi      rc\n"
         );
