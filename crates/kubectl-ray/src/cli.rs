@@ -87,36 +87,36 @@ pub enum GetCommand {
     Workergroup {
         /// A worker group's name; all groups without it.
         group: Option<String>,
-        /// Ray cluster
-        #[arg(short = 'c', long = "ray-cluster")]
-        ray_cluster: Option<String>,
-        /// If present, list worker groups across all namespaces.
-        #[arg(short = 'A', long)]
-        all_namespaces: bool,
-        /// Print the rows as objects instead of the table.
-        #[arg(short = 'o', long)]
-        output: Option<Output>,
+        #[command(flatten)]
+        list: ListFlags,
     },
     /// Get Ray nodes.
     #[command(visible_alias = "nodes")]
     Node {
         /// A node's (pod's) name; all nodes without it.
         node: Option<String>,
-        /// Ray cluster
-        #[arg(short = 'c', long = "ray-cluster")]
-        ray_cluster: Option<String>,
-        /// If present, list nodes across all namespaces.
-        #[arg(short = 'A', long)]
-        all_namespaces: bool,
-        /// Print the pods instead of the table.
-        #[arg(short = 'o', long)]
-        output: Option<Output>,
+        #[command(flatten)]
+        list: ListFlags,
     },
     /// Get the auth token from the ray cluster.
     Token {
         /// The cluster's name.
         cluster: String,
     },
+}
+
+/// What `get workergroup` and `get node` are narrowed and printed by.
+#[derive(Args, Debug)]
+pub struct ListFlags {
+    /// Ray cluster
+    #[arg(short = 'c', long = "ray-cluster")]
+    pub ray_cluster: Option<String>,
+    /// If present, list across all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Print objects instead of the table.
+    #[arg(short = 'o', long)]
+    pub output: Option<Output>,
 }
 
 /// `key=value[,key=value...]`, repeatable, as pflag's string-to-string flags.
@@ -131,39 +131,10 @@ pub fn to_map(pairs: &[(String, String)]) -> BTreeMap<String, String> {
     pairs.iter().cloned().collect()
 }
 
-/// Go's duration syntax (`90s`, `5m`, `1h30m`), as KubeRay's `--timeout`.
+/// Go's duration syntax (`90s`, `5m`, `1h30m`), as KubeRay's `--timeout`
+/// (plain seconds are accepted too).
 fn go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += value * scale;
-        rest = &rest[u..];
-    }
-    Ok(Duration::from_secs_f64(total))
+    kuberay_api::validation::parse_timeout(s)
 }
 
 #[derive(Subcommand, Debug)]
@@ -174,16 +145,10 @@ pub enum CreateCommand {
     Workergroup(Box<CreateWorkerGroupArgs>),
 }
 
+/// The flags that shape the generated cluster, shared by `create cluster`
+/// and `job submit` (KubeRay's names and defaults for both).
 #[derive(Args, Debug)]
-pub struct CreateClusterArgs {
-    /// The cluster's name.
-    pub name: String,
-    /// K8s labels (e.g. --labels app=ray,env=dev)
-    #[arg(long, value_parser = key_value, value_delimiter = ',')]
-    pub labels: Vec<(String, String)>,
-    /// K8s annotations (e.g. --annotations ttl-hours=24,owner=chthulu)
-    #[arg(long, value_parser = key_value, value_delimiter = ',')]
-    pub annotations: Vec<(String, String)>,
+pub struct ShapeFlags {
     /// Ray version to use
     #[arg(long, default_value = RAY_VERSION)]
     pub ray_version: String,
@@ -199,13 +164,7 @@ pub struct CreateClusterArgs {
     /// number of GPUs in the Ray head
     #[arg(long, default_value = "0")]
     pub head_gpu: String,
-    /// amount of ephemeral storage in the Ray head
-    #[arg(long, default_value = "")]
-    pub head_ephemeral_storage: String,
-    /// a map of arguments to the Ray head's 'ray start' entrypoint, e.g. '--head-ray-start-params dashboard-host=0.0.0.0,num-cpus=2'
-    #[arg(long, value_parser = key_value, value_delimiter = ',')]
-    pub head_ray_start_params: Vec<(String, String)>,
-    /// Node selectors to apply to all head pods in the cluster
+    /// Node selectors to apply to the head pod (e.g. --head-node-selectors topology.kubernetes.io/zone=us-east-1c)
     #[arg(long, value_parser = key_value, value_delimiter = ',')]
     pub head_node_selectors: Vec<(String, String)>,
     /// desired worker group replicas
@@ -220,6 +179,29 @@ pub struct CreateClusterArgs {
     /// number of GPUs in each worker group replica
     #[arg(long, default_value = "0")]
     pub worker_gpu: String,
+    /// Node selectors to apply to all worker pods (e.g. --worker-node-selectors topology.kubernetes.io/zone=us-east-1c)
+    #[arg(long, value_parser = key_value, value_delimiter = ',')]
+    pub worker_node_selectors: Vec<(String, String)>,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateClusterArgs {
+    /// The cluster's name.
+    pub name: String,
+    #[command(flatten)]
+    pub shape: ShapeFlags,
+    /// K8s labels (e.g. --labels app=ray,env=dev)
+    #[arg(long, value_parser = key_value, value_delimiter = ',')]
+    pub labels: Vec<(String, String)>,
+    /// K8s annotations (e.g. --annotations ttl-hours=24,owner=chthulu)
+    #[arg(long, value_parser = key_value, value_delimiter = ',')]
+    pub annotations: Vec<(String, String)>,
+    /// amount of ephemeral storage in the Ray head
+    #[arg(long, default_value = "")]
+    pub head_ephemeral_storage: String,
+    /// a map of arguments to the Ray head's 'ray start' entrypoint, e.g. '--head-ray-start-params dashboard-host=0.0.0.0,num-cpus=2'
+    #[arg(long, value_parser = key_value, value_delimiter = ',')]
+    pub head_ray_start_params: Vec<(String, String)>,
     /// amount of ephemeral storage in each worker group replica
     #[arg(long, default_value = "")]
     pub worker_ephemeral_storage: String,
@@ -229,9 +211,6 @@ pub struct CreateClusterArgs {
     /// a map of arguments to the Ray workers' 'ray start' entrypoint, e.g. '--worker-ray-start-params metrics-export-port=8080,num-cpus=2'
     #[arg(long, value_parser = key_value, value_delimiter = ',')]
     pub worker_ray_start_params: Vec<(String, String)>,
-    /// Node selectors to apply to all worker pods in the cluster
-    #[arg(long, value_parser = key_value, value_delimiter = ',')]
-    pub worker_node_selectors: Vec<(String, String)>,
     /// number of hosts in default worker group per replica
     #[arg(long, default_value_t = 1)]
     pub num_of_hosts: i32,
@@ -421,45 +400,14 @@ pub struct JobSubmitArgs {
     /// Ray job name
     #[arg(long)]
     pub name: Option<String>,
-    /// Ray version to use
-    #[arg(long, default_value = RAY_VERSION)]
-    pub ray_version: String,
-    /// container image to use
-    #[arg(long, default_value_t = crate::generation::default_image())]
-    pub image: String,
-    /// number of CPUs in the Ray head
-    #[arg(long, default_value = "2")]
-    pub head_cpu: String,
-    /// amount of memory in the Ray head
-    #[arg(long, default_value = "4Gi")]
-    pub head_memory: String,
-    /// number of GPUs in the Ray head
-    #[arg(long, default_value = "0")]
-    pub head_gpu: String,
-    /// desired worker group replicas
-    #[arg(long, default_value_t = 1)]
-    pub worker_replicas: i32,
-    /// number of CPUs in each worker group replica
-    #[arg(long, default_value = "2")]
-    pub worker_cpu: String,
-    /// amount of memory in each worker group replica
-    #[arg(long, default_value = "4Gi")]
-    pub worker_memory: String,
-    /// number of GPUs in each worker group replica
-    #[arg(long, default_value = "0")]
-    pub worker_gpu: String,
+    #[command(flatten)]
+    pub shape: ShapeFlags,
     /// print the generated YAML instead of creating the cluster. Only works when filename is not provided
     #[arg(long)]
     pub dry_run: bool,
     /// Passing the '--verbose' flag to the 'ray job submit' command
     #[arg(short = 'v', long)]
     pub verbose: bool,
-    /// Node selectors to apply to the head pod in the cluster
-    #[arg(long, value_parser = key_value, value_delimiter = ',')]
-    pub head_node_selectors: Vec<(String, String)>,
-    /// Node selectors to apply to all worker pods in the cluster
-    #[arg(long, value_parser = key_value, value_delimiter = ',')]
-    pub worker_node_selectors: Vec<(String, String)>,
     /// TTL seconds after finished.
     #[arg(long)]
     pub ttl_seconds_after_finished: Option<i32>,
@@ -486,7 +434,7 @@ mod tests {
         assert_eq!(go_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(go_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(go_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(go_duration("5").is_err());
+        assert!(go_duration("5x").is_err());
         assert!(go_duration("").is_err());
     }
 

@@ -13,7 +13,7 @@ use crate::generation::{
     Autoscaler, ClusterConfig, DEFAULT_GROUP, DEFAULT_IMAGE_REPO, GOOGLE_TPU, Head, NVIDIA_GPU,
     RAY_VERSION, WorkerGroup, default_image, to_yaml,
 };
-use crate::validation::{validate_quantity, validate_tpu};
+use crate::validation::{validate_quantity, validate_quantity_flags, validate_tpu};
 use crate::wait;
 
 /// The field manager of every write, as KubeRay's plugin names it.
@@ -58,45 +58,46 @@ fn config_from_flags(
     namespace: &str,
     explicit: &BTreeSet<String>,
 ) -> Result<ClusterConfig> {
-    for (name, value) in [
-        ("head-cpu", &a.head_cpu),
-        ("head-gpu", &a.head_gpu),
-        ("head-memory", &a.head_memory),
-        ("head-ephemeral-storage", &a.head_ephemeral_storage),
-        ("worker-cpu", &a.worker_cpu),
-        ("worker-gpu", &a.worker_gpu),
-        ("worker-tpu", &a.worker_tpu),
-        ("worker-memory", &a.worker_memory),
-        ("worker-ephemeral-storage", &a.worker_ephemeral_storage),
-    ] {
-        if !value.is_empty() || explicit.contains(&name.replace('-', "_")) {
-            validate_quantity(value, name)?;
-        }
-    }
-    let worker_selectors = to_map(&a.worker_node_selectors);
+    let s = &a.shape;
+    validate_quantity_flags(
+        &[
+            ("head-cpu", &s.head_cpu),
+            ("head-gpu", &s.head_gpu),
+            ("head-memory", &s.head_memory),
+            ("head-ephemeral-storage", &a.head_ephemeral_storage),
+            ("worker-cpu", &s.worker_cpu),
+            ("worker-gpu", &s.worker_gpu),
+            ("worker-tpu", &a.worker_tpu),
+            ("worker-memory", &s.worker_memory),
+            ("worker-ephemeral-storage", &a.worker_ephemeral_storage),
+        ],
+        explicit,
+    )?;
+    let worker_selectors = to_map(&a.shape.worker_node_selectors);
     validate_tpu(Some(&a.worker_tpu), Some(a.num_of_hosts), &worker_selectors)?;
     // The default image follows a non-default --ray-version.
-    let image =
-        if a.image.is_empty() || (a.image == default_image() && a.ray_version != RAY_VERSION) {
-            format!("{DEFAULT_IMAGE_REPO}:{}", a.ray_version)
-        } else {
-            a.image.clone()
-        };
+    let image = if a.shape.image.is_empty()
+        || (a.shape.image == default_image() && a.shape.ray_version != RAY_VERSION)
+    {
+        format!("{DEFAULT_IMAGE_REPO}:{}", a.shape.ray_version)
+    } else {
+        a.shape.image.clone()
+    };
     Ok(ClusterConfig {
         namespace: Some(namespace.to_string()),
         name: Some(a.name.clone()),
         labels: to_map(&a.labels),
         annotations: to_map(&a.annotations),
-        ray_version: Some(a.ray_version.clone()),
+        ray_version: Some(a.shape.ray_version.clone()),
         image: Some(image),
         service_account: None,
         head: Some(Head {
-            cpu: Some(a.head_cpu.clone()),
-            gpu: Some(a.head_gpu.clone()),
-            memory: Some(a.head_memory.clone()),
+            cpu: Some(a.shape.head_cpu.clone()),
+            gpu: Some(a.shape.head_gpu.clone()),
+            memory: Some(a.shape.head_memory.clone()),
             ephemeral_storage: Some(a.head_ephemeral_storage.clone()),
             ray_start_params: to_map(&a.head_ray_start_params),
-            node_selectors: to_map(&a.head_node_selectors),
+            node_selectors: to_map(&a.shape.head_node_selectors),
         }),
         gke: None,
         autoscaler: Some(Autoscaler {
@@ -104,15 +105,15 @@ fn config_from_flags(
         }),
         worker_groups: Some(vec![WorkerGroup {
             name: Some(DEFAULT_GROUP.into()),
-            cpu: Some(a.worker_cpu.clone()),
-            gpu: Some(a.worker_gpu.clone()),
+            cpu: Some(a.shape.worker_cpu.clone()),
+            gpu: Some(a.shape.worker_gpu.clone()),
             tpu: Some(a.worker_tpu.clone()),
             num_of_hosts: Some(a.num_of_hosts),
-            memory: Some(a.worker_memory.clone()),
+            memory: Some(a.shape.worker_memory.clone()),
             ephemeral_storage: Some(a.worker_ephemeral_storage.clone()),
             ray_start_params: to_map(&a.worker_ray_start_params),
             node_selectors: worker_selectors,
-            replicas: a.worker_replicas,
+            replicas: a.shape.worker_replicas,
         }]),
     })
 }

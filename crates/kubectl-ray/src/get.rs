@@ -13,7 +13,7 @@ use kuberay_operator::ray::conditions;
 use kuberay_operator::ray::quantity::Totals;
 use serde_json::json;
 
-use crate::cli::{GetCommand, Output};
+use crate::cli::{GetCommand, ListFlags, Output};
 use crate::connect::{Kube, KubeFlags, describe};
 use crate::generation::{GOOGLE_TPU, NVIDIA_GPU};
 use crate::table;
@@ -26,36 +26,10 @@ pub async fn run(flags: &KubeFlags, what: GetCommand) -> Result<()> {
             all_namespaces,
             output,
         } => cluster(&kube, name.as_deref(), all_namespaces, output).await,
-        GetCommand::Workergroup {
-            group,
-            ray_cluster,
-            all_namespaces,
-            output,
-        } => {
-            workergroup(
-                &kube,
-                group.as_deref(),
-                ray_cluster.as_deref(),
-                all_namespaces,
-                output,
-            )
-            .await
+        GetCommand::Workergroup { group, list } => {
+            workergroup(&kube, group.as_deref(), &list).await
         }
-        GetCommand::Node {
-            node,
-            ray_cluster,
-            all_namespaces,
-            output,
-        } => {
-            node_cmd(
-                &kube,
-                node.as_deref(),
-                ray_cluster.as_deref(),
-                all_namespaces,
-                output,
-            )
-            .await
-        }
+        GetCommand::Node { node, list } => node_cmd(&kube, node.as_deref(), &list).await,
         GetCommand::Token { cluster } => token(&kube, &cluster).await,
     }
 }
@@ -233,13 +207,12 @@ pub struct WorkerGroupRow {
     pub memory: String,
 }
 
-async fn workergroup(
-    kube: &Kube,
-    group: Option<&str>,
-    ray_cluster: Option<&str>,
-    all_namespaces: bool,
-    output: Option<Output>,
-) -> Result<()> {
+async fn workergroup(kube: &Kube, group: Option<&str>, list: &ListFlags) -> Result<()> {
+    let (ray_cluster, all_namespaces, output) = (
+        list.ray_cluster.as_deref(),
+        list.all_namespaces,
+        list.output,
+    );
     let mut lp = ListParams::default();
     if let Some(c) = ray_cluster {
         lp = lp.fields(&format!("metadata.name={c}"));
@@ -383,13 +356,12 @@ pub const NODE_HEADERS: [&str; 9] = [
     "Age",
 ];
 
-async fn node_cmd(
-    kube: &Kube,
-    node: Option<&str>,
-    ray_cluster: Option<&str>,
-    all_namespaces: bool,
-    output: Option<Output>,
-) -> Result<()> {
+async fn node_cmd(kube: &Kube, node: Option<&str>, list: &ListFlags) -> Result<()> {
+    let (ray_cluster, all_namespaces, output) = (
+        list.ray_cluster.as_deref(),
+        list.all_namespaces,
+        list.output,
+    );
     let mut selector = format!("{IS_RAY_NODE_LABEL}=yes");
     if let Some(c) = ray_cluster {
         selector += &format!(",{CLUSTER_LABEL}={c}");

@@ -21,7 +21,7 @@ use crate::connect::{Kube, KubeFlags, describe};
 use crate::create::FIELD_MANAGER;
 use crate::generation::{ClusterConfig, Head, RayJobObject, WorkerGroup, to_yaml};
 use crate::portforward::{Forward, listen};
-use crate::validation::validate_quantity;
+use crate::validation::validate_quantity_flags;
 use crate::wait::is_provisioned;
 
 const DASHBOARD_PORT: u16 = 8265;
@@ -46,13 +46,7 @@ struct Plan {
 fn plan(a: &JobSubmitArgs, explicit: &BTreeSet<String>) -> Result<Plan> {
     let mut working_dir = a.working_dir.clone().unwrap_or_default();
     if let Some(env) = &a.runtime_env {
-        match std::fs::metadata(env) {
-            Err(e) => bail!("Runtime Env file does not exist. Failed with: {e}"),
-            Ok(m) if !m.is_file() => {
-                bail!("Filename given is not a regular file: {}", env.display())
-            }
-            Ok(_) => {}
-        }
+        regular_file(env, "Runtime Env file")?;
         if working_dir.is_empty() {
             working_dir = runtime_env_working_dir(env)?;
         }
@@ -66,13 +60,7 @@ fn plan(a: &JobSubmitArgs, explicit: &BTreeSet<String>) -> Result<Plan> {
     let mut runtime_env_json = a.runtime_env_json.clone();
     let mut job_from_file = None;
     if let Some(file) = &a.filename {
-        match std::fs::metadata(file) {
-            Err(e) => bail!("Ray Job file does not exist. Failed with: {e}"),
-            Ok(m) if !m.is_file() => {
-                bail!("Filename given is not a regular file: {}", file.display())
-            }
-            Ok(_) => {}
-        }
+        regular_file(file, "Ray Job file")?;
         let text = std::fs::read_to_string(file)?;
         let mut job: RayJob = serde_yaml::from_str(&text)
             .map_err(|e| anyhow!("Failed to decode RayJob Yaml: {e}"))?;
@@ -109,18 +97,18 @@ fn plan(a: &JobSubmitArgs, explicit: &BTreeSet<String>) -> Result<Plan> {
     if working_dir.is_empty() {
         bail!("working directory is required, use --working-dir or set with runtime env");
     }
-    for (name, v) in [
-        ("head-cpu", &a.head_cpu),
-        ("head-gpu", &a.head_gpu),
-        ("head-memory", &a.head_memory),
-        ("worker-cpu", &a.worker_cpu),
-        ("worker-gpu", &a.worker_gpu),
-        ("worker-memory", &a.worker_memory),
-    ] {
-        if !v.is_empty() || explicit.contains(&name.replace('-', "_")) {
-            validate_quantity(v, name)?;
-        }
-    }
+    let s = &a.shape;
+    validate_quantity_flags(
+        &[
+            ("head-cpu", &s.head_cpu),
+            ("head-gpu", &s.head_gpu),
+            ("head-memory", &s.head_memory),
+            ("worker-cpu", &s.worker_cpu),
+            ("worker-gpu", &s.worker_gpu),
+            ("worker-memory", &s.worker_memory),
+        ],
+        explicit,
+    )?;
     if a.address.as_deref().is_some_and(|s| s.trim().is_empty()) {
         bail!("--address was provided but is empty");
     }
@@ -131,6 +119,15 @@ fn plan(a: &JobSubmitArgs, explicit: &BTreeSet<String>) -> Result<Plan> {
         ttl,
         shutdown,
     })
+}
+
+/// A file that exists and is a regular file, or KubeRay's error.
+fn regular_file(path: &Path, what: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Err(e) => bail!("{what} does not exist. Failed with: {e}"),
+        Ok(m) if !m.is_file() => bail!("Filename given is not a regular file: {}", path.display()),
+        Ok(_) => Ok(()),
+    }
 }
 
 fn runtime_env_working_dir(path: &Path) -> Result<String> {
@@ -220,21 +217,21 @@ fn ray_command(a: &JobSubmitArgs, p: &Plan, address: &str, id: &str) -> Result<V
 
 fn generated_job(a: &JobSubmitArgs, p: &Plan, namespace: &str, id: &str) -> serde_json::Value {
     let cluster = ClusterConfig {
-        ray_version: Some(a.ray_version.clone()),
-        image: Some(a.image.clone()),
+        ray_version: Some(a.shape.ray_version.clone()),
+        image: Some(a.shape.image.clone()),
         head: Some(Head {
-            cpu: Some(a.head_cpu.clone()),
-            memory: Some(a.head_memory.clone()),
-            gpu: Some(a.head_gpu.clone()),
-            node_selectors: to_map(&a.head_node_selectors),
+            cpu: Some(a.shape.head_cpu.clone()),
+            memory: Some(a.shape.head_memory.clone()),
+            gpu: Some(a.shape.head_gpu.clone()),
+            node_selectors: to_map(&a.shape.head_node_selectors),
             ..Default::default()
         }),
         worker_groups: Some(vec![WorkerGroup {
-            cpu: Some(a.worker_cpu.clone()),
-            memory: Some(a.worker_memory.clone()),
-            gpu: Some(a.worker_gpu.clone()),
-            replicas: a.worker_replicas,
-            node_selectors: to_map(&a.worker_node_selectors),
+            cpu: Some(a.shape.worker_cpu.clone()),
+            memory: Some(a.shape.worker_memory.clone()),
+            gpu: Some(a.shape.worker_gpu.clone()),
+            replicas: a.shape.worker_replicas,
+            node_selectors: to_map(&a.shape.worker_node_selectors),
             ..Default::default()
         }]),
         ..Default::default()

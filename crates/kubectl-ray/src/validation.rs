@@ -1,6 +1,6 @@
 //! KubeRay's checks of the plugin's input: quantities and TPU groups.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
 
@@ -19,6 +19,18 @@ pub fn validate_quantity(value: &str, name: &str) -> Result<()> {
         Some(v) if v < 0.0 => bail!("{name} cannot be negative"),
         Some(_) => Ok(()),
     }
+}
+
+/// KubeRay's check of resource flags: each one that is not empty, or was
+/// given on the command line even empty, must be a valid quantity.
+/// `explicit` holds the ids (`head_cpu`) of the flags given.
+pub fn validate_quantity_flags(flags: &[(&str, &str)], explicit: &BTreeSet<String>) -> Result<()> {
+    for (name, value) in flags {
+        if !value.is_empty() || explicit.contains(&name.replace('-', "_")) {
+            validate_quantity(value, name)?;
+        }
+    }
+    Ok(())
 }
 
 /// A group with TPUs needs hosts and GKE's accelerator and topology node
