@@ -3,20 +3,43 @@
 //! `session` reaching the dashboard, `log` copying the head's and worker's
 //! Ray logs, `delete`, and `job submit` running a job to completion through
 //! the `ray` CLI. The operator runs in this process (the operator's own test
-//! support), watching the test's namespace.
+//! support), watching the test's namespace; from the host it reaches a
+//! dashboard at the head pod's IP, as cluster DNS names do not resolve here.
 
 #[path = "../../operator/tests/support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use kuberay_api::RayCluster;
+use kuberay_operator::ray::dashboard::{DashboardClient, Dashboards};
 use kuberay_operator::runtime::config::Config;
 use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 
 /// Real Ray starts in tens of seconds; on a loaded two-core machine, minutes.
 const RAY_TIMEOUT: Duration = Duration::from_secs(420);
+
+/// The dashboard at the head pod's IP, which the host reaches (the slot's
+/// pod range is routed to it), unlike the head service's DNS name.
+struct PodIpDashboards;
+
+impl Dashboards for PodIpDashboards {
+    fn client(&self, cluster: &RayCluster, url: &str) -> DashboardClient {
+        let ip = cluster
+            .status
+            .as_ref()
+            .and_then(|s| s.head.as_ref())
+            .and_then(|h| h.pod_ip.clone());
+        let port = url.rsplit(':').next().unwrap_or("8265");
+        match ip {
+            Some(ip) => DashboardClient::new(&format!("http://{ip}:{port}")),
+            None => DashboardClient::new(&format!("http://{url}")),
+        }
+    }
+}
 
 fn kubectl_ray(ns: &TestNamespace) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kubectl-ray"));
@@ -25,9 +48,28 @@ fn kubectl_ray(ns: &TestNamespace) -> Command {
     c
 }
 
-/// Runs to the end; panics with both streams unless it succeeds.
+/// Runs to the end (at most twice Ray's start-up time); panics with both
+/// streams unless it succeeds.
 fn ok(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().expect("kubectl-ray runs");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl-ray runs");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(2 * RAY_TIMEOUT).is_err() {
+            // Still running: stop it so that the assertion below shows its output.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(0)),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    });
+    let out = child.wait_with_output().expect("kubectl-ray runs");
+    let _ = tx.send(());
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
@@ -49,7 +91,8 @@ async fn e2e_kubectl_ray_runs_a_cluster_session_logs_and_a_job() {
     let ns = harness::real_namespace("e2e-kubectl-ray").await;
     harness::install_crds().await;
     support::init_logs();
-    let _operator = support::Operator::start(&ns.name, Config::default());
+    let _operator =
+        support::Operator::start_with(&ns.name, Config::default(), Arc::new(PodIpDashboards));
     let ray_bin = kuberay_testenv::ray::ray_bin()
         .unwrap_or_else(|e| panic!("job submit needs the ray CLI (hack/install-ray.sh): {e}"));
 
