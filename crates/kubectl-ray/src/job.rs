@@ -375,7 +375,9 @@ async fn wait_for_cluster(kube: &Kube, job: &str, timeout: Duration) -> Result<S
         tokio::time::sleep(POLL).await;
     };
     println!("Waiting for RayCluster");
-    println!("Checking Cluster Status for cluster {cluster}...");
+    if !cluster.is_empty() {
+        println!("Checking Cluster Status for cluster {cluster}...");
+    }
     let mut ready = false;
     while !cluster.is_empty() && tokio::time::Instant::now() <= deadline {
         tokio::time::sleep(POLL).await;
@@ -402,7 +404,16 @@ async fn wait_for_cluster(kube: &Kube, job: &str, timeout: Duration) -> Result<S
                 )
             })?;
         println!("Cleaned Up RayJob: {job}");
-        bail!("Timed out waiting for cluster");
+        if cluster.is_empty() {
+            bail!(
+                "Timed out waiting for cluster: RayJob {job} named no RayCluster within {}s (is the KubeRay operator running?)",
+                timeout.as_secs()
+            );
+        }
+        bail!(
+            "Timed out waiting for cluster {cluster} to be ready within {}s",
+            timeout.as_secs()
+        );
     }
     Ok(cluster)
 }
