@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::AutoscalerVersion;
 use crate::connect::KubeFlags;
-use crate::generation::{AutoscalerVersion, RAY_VERSION};
+use crate::generation::RAY_VERSION;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -8,10 +8,10 @@ use kuberay_api::RayCluster;
 use serde_json::{Value, json};
 
 use crate::cli::{CreateClusterArgs, CreateCommand, CreateWorkerGroupArgs, to_map};
+use crate::config::{Autoscaler, ClusterConfig, Head, WorkerGroup};
 use crate::connect::{Kube, KubeFlags, describe};
 use crate::generation::{
-    Autoscaler, ClusterConfig, DEFAULT_GROUP, DEFAULT_IMAGE_REPO, GOOGLE_TPU, Head, NVIDIA_GPU,
-    RAY_VERSION, WorkerGroup, default_image, to_yaml,
+    DEFAULT_GROUP, DEFAULT_IMAGE_REPO, GOOGLE_TPU, NVIDIA_GPU, RAY_VERSION, default_image, to_yaml,
 };
 use crate::validation::{validate_quantity, validate_quantity_flags, validate_tpu};
 use crate::wait;

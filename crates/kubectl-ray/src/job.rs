@@ -17,9 +17,10 @@ use kuberay_api::rayjob::{JobStatus, JobSubmissionMode};
 use kuberay_api::{RayCluster, RayJob};
 
 use crate::cli::{JobCommand, JobSubmitArgs, to_map};
+use crate::config::{ClusterConfig, Head, WorkerGroup};
 use crate::connect::{Kube, KubeFlags, describe};
 use crate::create::FIELD_MANAGER;
-use crate::generation::{ClusterConfig, Head, RayJobObject, WorkerGroup, to_yaml};
+use crate::generation::{RayJobObject, to_yaml};
 use crate::portforward::{Forward, listen};
 use crate::validation::validate_quantity_flags;
 use crate::wait::is_provisioned;

@@ -3,6 +3,7 @@
 //! `kuberay-api` and the operator's `ray` layer, not from copies.
 
 pub mod cli;
+pub mod config;
 pub mod connect;
 pub mod create;
 pub mod delete;
