@@ -18,6 +18,8 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 pub use raycluster::{validate_raycluster, validate_raycluster_status};
 pub use raycronjob::{parse_schedule, validate_raycronjob};
 pub use rayjob::{validate_rayjob, validate_rayjob_status};
+/// Go-style durations (`90s`, `5m`, `1h30m`) or plain seconds; also the kubectl plugin's `--timeout`.
+pub use rayservice::parse_timeout;
 pub use rayservice::validate_rayservice;
 
 /// One problem with one field.
