@@ -117,10 +117,16 @@ impl Drop for Operator {
     }
 }
 
-async fn setup(prefix: &str) -> TestNamespace {
+/// One test at a time: each floods the simulated nodes with thousands of
+/// pods, and two at once on two cores measure the nodes, not the operator.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The test's namespace, and the guard that keeps the others waiting.
+async fn setup(prefix: &str) -> (TestNamespace, tokio::sync::MutexGuard<'static, ()>) {
+    let serial = SERIAL.lock().await;
     support::init_logs();
     harness::install_crds().await;
-    harness::namespace(prefix).await
+    (harness::namespace(prefix).await, serial)
 }
 
 fn cluster(name: &str, workers: i64) -> serde_json::Value {
@@ -166,7 +172,7 @@ fn is_ready(rc: &RayCluster) -> bool {
 
 #[tokio::test]
 async fn a_two_billion_replica_cluster_does_not_starve_fifty_small_ones() {
-    let ns = setup("huge").await;
+    let (ns, _serial) = setup("huge").await;
     let mut op = Operator::start(&ns.name);
     apply(&ns, &cluster("huge", 2_000_000_000)).await.unwrap();
     let started = Instant::now();
@@ -238,7 +244,7 @@ async fn a_two_billion_replica_cluster_does_not_starve_fifty_small_ones() {
 
 #[tokio::test]
 async fn a_quota_refusal_costs_one_request_per_backoff_and_names_the_quota() {
-    let ns = setup("quota").await;
+    let (ns, _serial) = setup("quota").await;
     let quota: ResourceQuota = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "team-pods"},
         "spec": {"hard": {"pods": "3"}}
@@ -317,7 +323,7 @@ async fn a_quota_refusal_costs_one_request_per_backoff_and_names_the_quota() {
 
 #[tokio::test]
 async fn sigterm_mid_scale_up_exits_in_time_and_a_restart_duplicates_nothing() {
-    let ns = setup("sigterm").await;
+    let (ns, _serial) = setup("sigterm").await;
     let workers = 600;
     let mut op = Operator::start(&ns.name);
     apply(&ns, &cluster("big", workers)).await.unwrap();
@@ -514,7 +520,7 @@ fn mutate(rng: &mut Rng, doc: &mut serde_json::Value) -> String {
 
 #[tokio::test]
 async fn a_few_hundred_mutated_samples_leave_the_operator_alive_and_every_object_answered() {
-    let ns = setup("fuzz").await;
+    let (ns, _serial) = setup("fuzz").await;
     let mut op = Operator::start(&ns.name);
     let bases: Vec<serde_json::Value> = samples::ray_objects()
         .into_iter()
