@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 pub use raycluster::{validate_raycluster, validate_raycluster_status};
 pub use raycronjob::{parse_schedule, validate_raycronjob};
 pub use rayjob::{validate_rayjob, validate_rayjob_status};
-pub use rayservice::validate_rayservice;
+pub use rayservice::{INITIALIZING_TIMEOUT_ANNOTATION, parse_timeout, validate_rayservice};
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]
