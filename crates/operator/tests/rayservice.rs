@@ -260,7 +260,7 @@ async fn serve_config_is_resubmitted_on_change_and_after_a_head_restart_only() {
         (fake.submitted_to(&a) == 2).then_some(())
     })
     .await;
-    let body = &fake.submissions().last().unwrap().1;
+    let body = fake.submissions().last().unwrap().1.clone();
     assert_eq!(body["applications"][0]["route_prefix"], "/fruits");
     // A head that restarted without GCS FT lists no application: resubmitted.
     fake.restart_head(&a);

@@ -13,7 +13,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use kuberay_api::RayCluster;
 use kuberay_operator::ray::dashboard::DashboardClient;
 use kuberay_operator::ray::dashboard::Dashboards;
