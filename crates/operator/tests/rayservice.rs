@@ -330,6 +330,7 @@ async fn a_refused_config_and_an_unhealthy_application_are_reported_without_stop
         "{tries} submissions in {secs:.1}s"
     );
     fake.reject_serve(None);
+    apply::<RayService>(&ns, &rayservice("bad", json!({}))).await;
     wait_until("the fixed config accepted", TIMEOUT, || async {
         let s = ns.api::<RayService>().get("bad").await.ok()?;
         (!cond(&s, "Ready")?.2.contains("importable")).then_some(())

@@ -896,8 +896,13 @@ async fn write_status(
 ) -> Result<bool, Error> {
     // Server-side apply turns an empty object into null, which the schema
     // refuses: an empty service status is left out instead.
-    for s in [&mut new.active_service_status, &mut new.pending_service_status] {
-        if s.as_ref().is_some_and(|s| *s == RayServiceStatus::default()) {
+    for s in [
+        &mut new.active_service_status,
+        &mut new.pending_service_status,
+    ] {
+        if s.as_ref()
+            .is_some_and(|s| *s == RayServiceStatus::default())
+        {
             *s = None;
         }
     }

@@ -118,14 +118,10 @@ pub fn conclude(
         }
     };
     if st.num_serve_endpoints.unwrap_or(0) > 0 {
-        set(
-            st,
-            READY,
-            true,
-            NON_ZERO_SERVE_ENDPOINTS,
-            "Number of serve endpoints is greater than 0",
-            now,
-        );
+        // Ready, but what is still wrong (a refused config, an unhealthy
+        // application, an upgrade under way) is said too.
+        let msg = detail("Number of serve endpoints is greater than 0");
+        set(st, READY, true, NON_ZERO_SERVE_ENDPOINTS, &msg, now);
     } else if is_true(st, READY) || reason_of(st, READY) == Some(ZERO_SERVE_ENDPOINTS) {
         set(
             st,
