@@ -53,13 +53,15 @@ fn sample(message: &str, mark: &str) -> Value {
     let mut v: Value = serde_yaml::from_str(&samples::required("ray-service.sample.yaml")).unwrap();
     v["spec"]["serveConfigV2"] = json!(serve_config(message));
     v["spec"]["rayClusterDeletionDelaySeconds"] = json!(15);
-    let cluster = &mut v["spec"]["rayClusterConfig"];
-    let mut templates = vec![&mut cluster["headGroupSpec"]["template"]];
-    let workers = cluster["workerGroupSpecs"].as_array_mut().unwrap();
-    let mut worker_templates: Vec<&mut Value> =
-        workers.iter_mut().map(|g| &mut g["template"]).collect();
-    templates.append(&mut worker_templates);
-    for t in templates {
+    let groups = v["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let mut paths = vec!["/spec/rayClusterConfig/headGroupSpec/template".to_string()];
+    paths.extend(
+        (0..groups).map(|i| format!("/spec/rayClusterConfig/workerGroupSpecs/{i}/template")),
+    );
+    for path in paths {
+        let t = v.pointer_mut(&path).unwrap();
         t["spec"]["volumes"] = json!([{"name": "apps", "configMap": {"name": "greeter-app"}}]);
         let c = &mut t["spec"]["containers"][0];
         c["volumeMounts"] = json!([{"name": "apps", "mountPath": "/home/ray/apps"}]);
