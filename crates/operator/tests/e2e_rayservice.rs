@@ -127,14 +127,53 @@ async fn wait_service(
                 kubectl().args(["get", "pods", "-n", &ns.name, "-o", "wide"]),
                 None,
             );
+            let logs = pod_logs(ns).await;
             panic!(
-                "timed out waiting for {what}; status: {:#?}\npods:\n{pods}{}",
+                "timed out waiting for {what}; status: {:#?}\npods:\n{pods}{logs}{}",
                 s.status,
                 harness::health()
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The last lines of every pod's log and its events, for a failure report.
+async fn pod_logs(ns: &TestNamespace) -> String {
+    let mut out = String::new();
+    for p in ns
+        .api::<Pod>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+    {
+        let name = p.name_any();
+        let logs = kubectl()
+            .args([
+                "logs",
+                "-n",
+                &ns.name,
+                &name,
+                "--all-containers",
+                "--tail",
+                "40",
+            ])
+            .output()
+            .unwrap();
+        let describe = kubectl()
+            .args(["describe", "pod", "-n", &ns.name, &name])
+            .output()
+            .unwrap();
+        let d = String::from_utf8_lossy(&describe.stdout).to_string();
+        let events = d.split("Events:").nth(1).unwrap_or_default().to_string();
+        out += &format!(
+            "--- {name}:\n{}{}\nevents:{events}\n",
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr)
+        );
+    }
+    out
 }
 
 /// The answer of `/greet` through the serve service, from the test
