@@ -101,9 +101,16 @@ pub fn waiting_for(apps: &BTreeMap<String, AppStatus>) -> String {
     parts.join("; ")
 }
 
+/// Ray's message in one line: its first line and, for a traceback, the
+/// last one (the exception).
 fn first_line(m: &str) -> String {
-    let line = m.lines().find(|l| !l.trim().is_empty()).unwrap_or(m).trim();
-    line.chars().take(300).collect()
+    let mut lines = m.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let line = match lines.last() {
+        Some(last) => format!("{first} ... {last}"),
+        None => first.to_string(),
+    };
+    line.chars().take(400).collect()
 }
 
 #[cfg(test)]
@@ -136,7 +143,7 @@ mod tests {
         assert!(apps.contains_key("default"));
         assert_eq!(
             waiting_for(&apps),
-            "application default is DEPLOYING (Deploying app); deployment Pear is UPDATING (1 replica starting)"
+            "application default is DEPLOYING (Deploying app ... more); deployment Pear is UPDATING (1 replica starting)"
         );
         assert!(!applications(&ServeDetails::default()).0);
         let ok = details(serde_json::json!({"applications": {"a": {"status": "RUNNING"}}}));
