@@ -106,7 +106,7 @@ pub fn waiting_for(apps: &BTreeMap<String, AppStatus>) -> String {
 fn first_line(m: &str) -> String {
     let mut lines = m.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or_default();
-    let line = match lines.last() {
+    let line = match lines.next_back() {
         Some(last) => format!("{first} ... {last}"),
         None => first.to_string(),
     };
