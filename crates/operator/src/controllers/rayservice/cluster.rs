@@ -16,6 +16,7 @@ use kuberay_api::names::{
     KUBERAY_VERSION_ANNOTATION, ORIGINATED_FROM_CR_NAME_LABEL, ORIGINATED_FROM_CRD_LABEL,
     random_suffix,
 };
+use kuberay_api::rayservice::RayServiceUpgradeType;
 use kuberay_api::{RayCluster, RayClusterSpec, RayService};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -105,6 +106,41 @@ pub fn plan(goal: &RayClusterSpec, running: &RayClusterSpec) -> Plan {
         }
     }
     Plan::NewCluster
+}
+
+/// Whether `cluster` must be replaced to match the spec, and what to say
+/// when that is needed but zero-downtime upgrades are off
+/// (`upgradeStrategy.type: None`, or no type and `ENABLE_ZERO_DOWNTIME`
+/// false: `zero_downtime`).
+pub fn needs_new_cluster(
+    svc: &RayService,
+    cluster: &RayCluster,
+    zero_downtime: bool,
+) -> (bool, Option<String>) {
+    if plan(&svc.spec.ray_cluster_config, &cluster.spec) != Plan::NewCluster {
+        return (false, None);
+    }
+    let strategy = svc
+        .spec
+        .upgrade_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_ref());
+    let off = match strategy {
+        Some(RayServiceUpgradeType::None) => Some("upgradeStrategy.type is None"),
+        Some(_) => None,
+        None if !zero_downtime => Some("the operator runs with ENABLE_ZERO_DOWNTIME=false"),
+        None => None,
+    };
+    match off {
+        None => (true, None),
+        Some(why) => (
+            false,
+            Some(format!(
+                "rayClusterConfig changed in a way that needs a new RayCluster, but zero-downtime upgrades are off ({why}): the RayCluster {} is kept as it is",
+                cluster.metadata.name.as_deref().unwrap_or_default()
+            )),
+        ),
+    }
 }
 
 /// The spec as the upgrade decision sees it: without what the autoscaler,
@@ -288,5 +324,32 @@ workerGroupSpecs:
             (owner.kind.as_str(), owner.uid.as_str()),
             ("RayService", "u-1")
         );
+    }
+
+    #[test]
+    fn a_new_cluster_only_when_zero_downtime_upgrades_are_on() {
+        let yaml = |strategy: &str| {
+            format!(
+                "apiVersion: ray.io/v1\nkind: RayService\nmetadata: {{name: web}}\nspec:\n{strategy}  rayClusterConfig:\n{}",
+                BASE.lines()
+                    .map(|l| format!("    {l}\n"))
+                    .collect::<String>()
+            )
+        };
+        let svc: RayService = serde_yaml::from_str(&yaml("")).unwrap();
+        let mut running = ray_cluster(&svc, "web-abcde");
+        running.spec.ray_version = Some("2.51.0".into());
+        assert_eq!(needs_new_cluster(&svc, &running, true), (true, None));
+        let (new, why) = needs_new_cluster(&svc, &running, false);
+        assert!(!new && why.unwrap().contains("ENABLE_ZERO_DOWNTIME=false"));
+        let none: RayService =
+            serde_yaml::from_str(&yaml("  upgradeStrategy: {type: None}\n")).unwrap();
+        let (new, why) = needs_new_cluster(&none, &running, true);
+        assert!(!new && why.unwrap().contains("upgradeStrategy.type is None"));
+        let explicit: RayService =
+            serde_yaml::from_str(&yaml("  upgradeStrategy: {type: NewCluster}\n")).unwrap();
+        assert_eq!(needs_new_cluster(&explicit, &running, false), (true, None));
+        let same = ray_cluster(&svc, "web-abcde");
+        assert_eq!(needs_new_cluster(&svc, &same, true), (false, None));
     }
 }

@@ -19,7 +19,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kuberay_api::names::{CLUSTER_LABEL, SERVE_LABEL};
-use kuberay_api::rayservice::{AppStatus, RayServiceStatus, RayServiceUpgradeType};
+use kuberay_api::rayservice::{AppStatus, RayServiceStatus};
 use kuberay_api::schema::MANAGED_BY_KUBERAY;
 use kuberay_api::tolerant::Tolerant;
 use kuberay_api::validation::validate_rayservice;
@@ -242,7 +242,7 @@ async fn converge(
     if let Some(p) = pending.as_deref() {
         (pending_ready, pending_apps) = serve_on(svc, key, p, ctx, pass).await;
     } else if let Some(a) = active.as_deref()
-        && !needs_new_cluster(svc, a, ctx).0
+        && !cluster::needs_new_cluster(svc, a, ctx.cfg.zero_downtime).0
     {
         (active_ready, active_apps) = serve_on(svc, key, a, ctx, pass).await;
     }
@@ -326,39 +326,6 @@ async fn converge(
     Ok(())
 }
 
-/// Whether `cluster` must be replaced to match the spec, and what to say
-/// when that is needed but zero-downtime upgrades are off.
-fn needs_new_cluster(
-    svc: &RayService,
-    cluster: &RayCluster,
-    ctx: &Context,
-) -> (bool, Option<String>) {
-    if cluster::plan(&svc.spec.ray_cluster_config, &cluster.spec) != Plan::NewCluster {
-        return (false, None);
-    }
-    let strategy = svc
-        .spec
-        .upgrade_strategy
-        .as_ref()
-        .and_then(|s| s.type_.as_ref());
-    let off = match strategy {
-        Some(RayServiceUpgradeType::None) => Some("upgradeStrategy.type is None"),
-        Some(_) => None,
-        None if !ctx.cfg.zero_downtime => Some("the operator runs with ENABLE_ZERO_DOWNTIME=false"),
-        None => None,
-    };
-    match off {
-        None => (true, None),
-        Some(why) => (
-            false,
-            Some(format!(
-                "rayClusterConfig changed in a way that needs a new RayCluster, but zero-downtime upgrades are off ({why}): the RayCluster {} is kept as it is",
-                cluster.name_any()
-            )),
-        ),
-    }
-}
-
 /// KubeRay's `shouldPrepareNewCluster`, plus a cancel: a pending cluster
 /// is dropped when the spec went back to what the active one runs.
 async fn prepare_or_cancel(
@@ -389,7 +356,7 @@ async fn prepare_or_cancel(
             }
         }
         (Some(c), None) | (None, Some(c)) => {
-            let (new, refused) = needs_new_cluster(svc, c, ctx);
+            let (new, refused) = cluster::needs_new_cluster(svc, c, ctx.cfg.zero_downtime);
             if new && pending.is_none() {
                 st.pending_service_status = Some(fresh());
             } else if new {
