@@ -62,12 +62,26 @@ async fn e2e_raycluster_sample_runs_ray_with_a_worker_joined_through_dns() {
     let rc: RayCluster = apply_yaml(&ns, &manifest).await;
     let name = rc.name_any();
 
-    let rc = wait_until("the sample RayCluster to be ready", RAY_TIMEOUT, || async {
-        let rc = ns.api::<RayCluster>().get(&name).await.ok()?;
-        let state = rc.status.as_ref()?.state.clone()?;
-        (state.to_string() == "ready").then_some(rc)
-    })
+    let ready = tokio::time::timeout(
+        RAY_TIMEOUT,
+        wait_until(
+            "the sample RayCluster to be ready",
+            RAY_TIMEOUT * 2,
+            || async {
+                let rc = ns.api::<RayCluster>().get(&name).await.ok()?;
+                let state = rc.status.as_ref()?.state.clone()?;
+                (state.to_string() == "ready").then_some(rc)
+            },
+        ),
+    )
     .await;
+    let Ok(rc) = ready else {
+        let report = namespace_report(&ns.name);
+        panic!(
+            "the sample RayCluster was not ready in {}s{report}",
+            RAY_TIMEOUT.as_secs()
+        );
+    };
     let status = rc.status.as_ref().unwrap();
     assert_eq!(status.ready_worker_replicas, Some(1), "{status:?}");
 

@@ -18,7 +18,9 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 pub use raycluster::{validate_raycluster, validate_raycluster_status};
 pub use raycronjob::{parse_schedule, validate_raycronjob};
 pub use rayjob::{validate_rayjob, validate_rayjob_status};
-pub use rayservice::{INITIALIZING_TIMEOUT_ANNOTATION, parse_timeout, validate_rayservice};
+/// Go-style durations (`90s`, `5m`, `1h30m`) or plain seconds; also the kubectl plugin's `--timeout`.
+pub use rayservice::parse_timeout;
+pub use rayservice::{INITIALIZING_TIMEOUT_ANNOTATION, validate_rayservice};
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,6 +11,9 @@ use kuberay_api::RayCluster;
 use kuberay_api::names::{CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, check_name};
 use kuberay_api::raycluster::AuthMode;
 
+/// The key of the token in the Secret (KubeRay's `RAY_AUTH_TOKEN_SECRET_KEY`).
+pub const TOKEN_KEY: &str = "auth_token";
+
 /// Whether the operator must generate the token Secret: token mode, no
 /// user-provided secret, and not Kubernetes service account tokens.
 pub fn needs_secret(cluster: &RayCluster) -> bool {
@@ -42,7 +45,7 @@ pub fn secret(cluster: &RayCluster) -> Secret {
             ])),
             ..Default::default()
         },
-        string_data: Some(BTreeMap::from([("auth_token".to_string(), token())])),
+        string_data: Some(BTreeMap::from([(TOKEN_KEY.to_string(), token())])),
         ..Default::default()
     }
 }

@@ -16,7 +16,7 @@ use kuberay_api::RayJob;
 use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 use kuberay_testenv::realnodes::images::operator_image;
 
-use crate::support::cli::{helm, kubectl, repo, run};
+use crate::support::cli::{helm, kubectl, repo, run, try_run};
 
 pub const RAY_IMAGE: &str = "rayproject/ray:2.52.0";
 /// Real Ray starts in tens of seconds; on a loaded two-core machine with
@@ -43,7 +43,7 @@ pub async fn operator_installed() {
                 plane
                     .import_image(&image)
                     .unwrap_or_else(|e| panic!("importing the operator image: {e}"));
-                run(
+                let installed = try_run(
                     helm()
                         .arg(format!("--kubeconfig={}", harness::kubeconfig().display()))
                         .args(["install", "kuberay-operator"])
@@ -52,6 +52,13 @@ pub async fn operator_installed() {
                         .args(["--wait", "--timeout", "5m"]),
                     None,
                 );
+                if let Err(e) = installed {
+                    panic!(
+                        "{e}\n{}{}",
+                        namespace_report(OPERATOR_NAMESPACE),
+                        harness::health()
+                    );
+                }
             })
             .await
             .expect("installing the operator panicked");
@@ -167,9 +174,10 @@ pub async fn wait_job_finished(ns: &TestNamespace, name: &str) -> RayJob {
                     None,
                 );
                 panic!(
-                    "RayJob {name} did not finish in {}s; status: {:?}\npods:\n{pods}{}",
+                    "RayJob {name} did not finish in {}s; status: {:?}\npods:\n{pods}{}{}",
                     RAY_TIMEOUT.as_secs(),
                     job.status,
+                    namespace_report(&ns.name),
                     harness::health()
                 );
             }
@@ -323,4 +331,42 @@ pub fn processes_mentioning(dir: &Path) -> Vec<String> {
         .into_iter()
         .filter(|l| l.contains(&needle))
         .collect()
+}
+
+/// What went wrong in a namespace, for a failure message: its pods (with
+/// their nodes), their descriptions (conditions, container states, events)
+/// and the logs of every container, current and previous.
+pub fn namespace_report(namespace: &str) -> String {
+    let show = |args: &[&str]| {
+        let out = try_run(kubectl().args(args), None).unwrap_or_else(|e| e);
+        format!("\n$ kubectl {}\n{out}", args.join(" "))
+    };
+    let mut report = show(&["get", "nodes", "-o", "wide"]);
+    report += &show(&["get", "pods", "-n", namespace, "-o", "wide"]);
+    report += &show(&["describe", "pods", "-n", namespace]);
+    let names = try_run(
+        kubectl().args(["get", "pods", "-n", namespace, "-o", "name"]),
+        None,
+    )
+    .unwrap_or_default();
+    for pod in names.lines() {
+        report += &show(&[
+            "logs",
+            "-n",
+            namespace,
+            pod,
+            "--all-containers",
+            "--tail=60",
+        ]);
+        report += &show(&[
+            "logs",
+            "-n",
+            namespace,
+            pod,
+            "--all-containers",
+            "--previous",
+            "--tail=60",
+        ]);
+    }
+    report
 }

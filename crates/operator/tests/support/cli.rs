@@ -14,6 +14,11 @@ pub fn repo() -> PathBuf {
 
 /// Runs a command; panics with its output if it fails.
 pub fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
+    try_run(cmd, stdin).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs a command; its stdout, or the command and its stderr if it fails.
+pub fn try_run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, String> {
     use std::io::Write;
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -30,12 +35,13 @@ pub fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
             .unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub fn helm() -> Command {

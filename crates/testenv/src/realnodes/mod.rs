@@ -128,6 +128,14 @@ pub struct RealNodes {
     cleanup: PathBuf,
 }
 
+/// The containerd store of a slot's node: kept between runs (in the cache)
+/// so that images are imported once.
+fn node_store(slot: Slot, node: &str) -> PathBuf {
+    cache_dir()
+        .join("nodes")
+        .join(format!("slot-{}-{node}", slot.index()))
+}
+
 /// `bash -c` body that joins the cgroups named before `--`, then runs the
 /// rest: how every node component enters the slot's cgroup tree.
 const JOIN_CGROUPS: &str =
@@ -154,6 +162,23 @@ impl RealNodes {
         cgroups::check_required(&hierarchies)?;
         let base = cgroups::own_memory_path()?;
         let lease = slot::reserve(&cache_dir())?;
+        if lease.recovered {
+            // A store whose containerd was killed mid-write (or whose
+            // containers belonged to a control plane that no longer
+            // exists) is started afresh; its images are imported again.
+            for n in 0..MAX_REAL_NODES {
+                let store = node_store(lease.slot, &format!("node-{n}"));
+                if store.exists() {
+                    eprintln!("kuberay-testenv: removing {}", store.display());
+                    if let Err(e) = std::fs::remove_dir_all(&store) {
+                        eprintln!(
+                            "kuberay-testenv: {}: {e}; using it as it is",
+                            store.display()
+                        );
+                    }
+                }
+            }
+        }
         let plan = SlotPlan::new(
             lease.slot,
             opts.count,
@@ -175,9 +200,7 @@ impl RealNodes {
                     ip: lease.slot.node_ip(n),
                     paths: NodePaths {
                         state: dir.join(&name),
-                        containerd_root: cache_dir()
-                            .join("nodes")
-                            .join(format!("slot-{}-{name}", lease.slot.index())),
+                        containerd_root: node_store(lease.slot, &name),
                     },
                     name,
                 }

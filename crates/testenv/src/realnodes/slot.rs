@@ -31,6 +31,9 @@ pub struct SlotLease {
     lock: Flock<File>,
     /// Where a copy of the cleanup script waits until it has run.
     pub pending_cleanup: PathBuf,
+    /// The previous owner died without cleaning up: its cleanup was run
+    /// here, and what it left on disk is not to be trusted.
+    pub recovered: bool,
 }
 
 impl SlotLease {
@@ -57,7 +60,8 @@ pub fn reserve(cache: &Path) -> Result<SlotLease, Error> {
             continue;
         };
         let pending_cleanup = dir.join(format!("slot-{i}.cleanup.sh"));
-        if pending_cleanup.exists() {
+        let recovered = pending_cleanup.exists();
+        if recovered {
             eprintln!(
                 "kuberay-testenv: slot {i} was not cleaned up by its last owner; running {}",
                 pending_cleanup.display()
@@ -68,6 +72,7 @@ pub fn reserve(cache: &Path) -> Result<SlotLease, Error> {
             slot: Slot(i),
             lock,
             pending_cleanup,
+            recovered,
         });
     }
     Err(Error::Prerequisite(format!(

@@ -217,6 +217,7 @@ impl<'a> Writer<'a> {
     }
 
     async fn create_head(&self, head: Pod) -> Option<(PodFailure, String)> {
+        let attempted = head.metadata.generate_name.clone();
         match self
             .api
             .create(&PostParams::default(), &self.owned(head))
@@ -231,7 +232,7 @@ impl<'a> Writer<'a> {
                 let (ns, name) = (&self.ns, &self.name);
                 let msg = format!(
                     "Failed to create head Pod for the cluster {ns}/{name}, {}",
-                    applier::api_message(&e)
+                    refusal(&e, attempted.as_deref())
                 );
                 self.warn(PodFailure::CreateHead, "Create", msg).await
             }
@@ -255,22 +256,25 @@ impl<'a> Writer<'a> {
             let (now, later) = rest.split_at(batch.min(rest.len()));
             rest = later;
             batch = (batch * 2).min(16);
-            let results: Vec<Result<Pod, kube::Error>> =
+            let results: Vec<(Option<String>, Result<Pod, kube::Error>)> =
                 futures::future::join_all(now.iter().map(|slot| {
                     let api = self.api.clone();
                     let pod = self.owned(pod::worker_pod(pctx, slot));
-                    async move { api.create(&PostParams::default(), &pod).await }
+                    async move {
+                        let prefix = pod.metadata.generate_name.clone();
+                        (prefix, api.create(&PostParams::default(), &pod).await)
+                    }
                 }))
                 .await;
             let mut failure = None;
-            for r in results {
+            for (attempted, r) in results {
                 match r {
                     Ok(created) => self.created(created, "worker", "CreatedWorkerPod").await,
                     Err(e) if failure.is_none() => {
                         let (ns, name) = (&self.ns, &self.name);
                         let msg = format!(
                             "Failed to create worker Pod for the cluster {ns}/{name}, {}",
-                            applier::api_message(&e)
+                            refusal(&e, attempted.as_deref())
                         );
                         failure = self.warn(PodFailure::CreateWorker, "Create", msg).await;
                     }
@@ -285,6 +289,37 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// The API server's message for a refused pod, with the random suffix the
+/// server generated after `generate_name` masked (`...-worker-*`). The
+/// message goes into the status, and a new name in every retry's message
+/// would make every retry a status write, whose watch event brings the
+/// cluster back at once and defeats the backoff.
+fn refusal(e: &kube::Error, generate_name: Option<&str>) -> String {
+    let message = applier::api_message(e);
+    match generate_name.filter(|p| !p.is_empty()) {
+        Some(prefix) => mask_generated_suffixes(&message, prefix),
+        None => message,
+    }
+}
+
+fn mask_generated_suffixes(message: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(prefix) {
+        let (before, after) = rest.split_at(at + prefix.len());
+        out.push_str(before);
+        let suffix = after
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        if suffix > 0 {
+            out.push('*');
+        }
+        rest = &after[suffix..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn pod_ref(ns: &str, name: &str) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
@@ -292,5 +327,24 @@ fn pod_ref(ns: &str, name: &str) -> ObjectReference {
         namespace: Some(ns.into()),
         name: Some(name.into()),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_generated_suffixes;
+
+    #[test]
+    fn generated_suffixes_are_masked_so_a_retry_repeats_its_message() {
+        let m = r#"pods "c-w-worker-97hkx" is forbidden: exceeded quota: q"#;
+        assert_eq!(
+            mask_generated_suffixes(m, "c-w-worker-"),
+            r#"pods "c-w-worker-*" is forbidden: exceeded quota: q"#
+        );
+        assert_eq!(mask_generated_suffixes("no name", "c-w-worker-"), "no name");
+        assert_eq!(
+            mask_generated_suffixes("c-w-worker-", "c-w-worker-"),
+            "c-w-worker-"
+        );
     }
 }

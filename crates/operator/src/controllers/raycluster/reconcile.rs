@@ -147,7 +147,9 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
     let head_service = ctx.services.get(&ns, &svc_name);
     // Workers the plan could not take in this pass: say so, and come back
     // soon (other clusters are reconciled in between).
-    let paced = plan.workers_missing > plan.create_workers.len() as u64;
+    // A refusal ends pacing: the error's backoff decides when to try again
+    // (a paced pass that waits would count as a success and reset it).
+    let paced = failure.is_none() && plan.workers_missing > plan.create_workers.len() as u64;
     if !paced {
         ctx.pacer.done(&key);
     } else if !plan.create_workers.is_empty() {
