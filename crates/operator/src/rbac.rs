@@ -39,11 +39,19 @@ pub const OPERATOR_RULES: &[Rule] = &[
     Rule {
         group: "",
         resources: &["pods"],
-        verbs: &["list", "watch", "create", "delete", "deletecollection"],
+        verbs: &[
+            "list",
+            "watch",
+            "create",
+            "delete",
+            "deletecollection",
+            "patch",
+        ],
         called: true,
         why: "Ray pods: cached, created, deleted one by one on scale-down and \
               all at once on suspend or Recreate; the RayJob controller lists \
-              head pods to explain a stuck Initializing",
+              head pods to explain a stuck Initializing; the RayService \
+              controller patches the head pod's ray.io/serve label",
     },
     Rule {
         group: "",
@@ -52,6 +60,21 @@ pub const OPERATOR_RULES: &[Rule] = &[
         called: true,
         why: "head, serve and headless services and the autoscaler's \
               ServiceAccount, cached and server-side applied",
+    },
+    Rule {
+        group: "",
+        resources: &["services"],
+        verbs: &["delete"],
+        called: true,
+        why: "a suspended RayService's head and serve services",
+    },
+    Rule {
+        group: "discovery.k8s.io",
+        resources: &["endpointslices"],
+        verbs: &["list"],
+        called: true,
+        why: "a RayService's numServeEndpoints: the ready pods behind its \
+              serve service",
     },
     Rule {
         group: "rbac.authorization.k8s.io",
@@ -136,7 +159,19 @@ pub const OPERATOR_RULES: &[Rule] = &[
     },
     Rule {
         group: "ray.io",
-        resources: &["rayclusters/status", "rayjobs/status", "raycronjobs/status"],
+        resources: &["rayservices"],
+        verbs: &["list", "watch", "patch"],
+        called: true,
+        why: "RayServices reconciled: their finalizer patched",
+    },
+    Rule {
+        group: "ray.io",
+        resources: &[
+            "rayclusters/status",
+            "rayjobs/status",
+            "raycronjobs/status",
+            "rayservices/status",
+        ],
         verbs: &["patch"],
         called: true,
         why: "status written with server-side apply",
@@ -161,6 +196,7 @@ pub const OPERATOR_RULES: &[Rule] = &[
             "rayclusters/finalizers",
             "rayjobs/finalizers",
             "raycronjobs/finalizers",
+            "rayservices/finalizers",
         ],
         verbs: &["update"],
         called: false,

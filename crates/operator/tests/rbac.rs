@@ -16,7 +16,7 @@ use kube::api::{Patch, PatchParams};
 use kuberay_api::features::{FeatureGates, RAY_CRON_JOB};
 use kuberay_api::raycluster::ClusterState;
 use kuberay_api::rayjob::JobDeploymentStatus;
-use kuberay_api::{RayCluster, RayCronJob, RayJob};
+use kuberay_api::{RayCluster, RayCronJob, RayJob, RayService};
 use kuberay_operator::kit::clock::TestClock;
 use kuberay_operator::rbac::{
     self, LEADER_ELECTION_RULES, OPERATOR_RULES, Permission, called_permissions, permissions,
@@ -103,6 +103,35 @@ fn the_installed_roles_grant_exactly_the_declared_rules() {
 }
 
 /// A RayCronJob whose RayJobs start suspended (no cluster).
+/// A RayService whose serve config the fake dashboard runs.
+const RAYSERVICE: &str = r#"
+apiVersion: ray.io/v1
+kind: RayService
+metadata:
+  name: rbac-svc
+spec:
+  serveConfigV2: |
+    applications:
+    - name: app
+      import_path: app.app
+  rayClusterConfig:
+    rayVersion: "2.52.0"
+    headGroupSpec:
+      rayStartParams: {}
+      template:
+        spec:
+          containers: [{name: ray-head, image: "rayproject/ray:2.52.0"}]
+    workerGroupSpecs:
+    - groupName: w
+      replicas: 1
+      minReplicas: 0
+      maxReplicas: 2
+      rayStartParams: {}
+      template:
+        spec:
+          containers: [{name: ray-worker, image: "rayproject/ray:2.52.0"}]
+"#;
+
 const RAYCRONJOB: &str = r#"
 apiVersion: ray.io/v1
 kind: RayCronJob
@@ -265,6 +294,34 @@ async fn the_operator_needs_every_declared_permission_and_no_other() {
             .last_schedule_time
     })
     .await;
+
+    // A RayService served, its head labelled, then suspended: its cluster
+    // and services deleted.
+    apply::<RayService>(&ns, RAYSERVICE).await;
+    let services = ns.api::<RayService>();
+    let condition = |want: &'static str| {
+        let services = services.clone();
+        async move {
+            wait_until(&format!("the RayService {want}"), TIMEOUT, || async {
+                let s = services.get("rbac-svc").await.ok()?;
+                let c = s.status?.conditions?;
+                c.iter()
+                    .any(|c| c.type_ == want && c.status == "True")
+                    .then_some(())
+            })
+            .await
+        }
+    };
+    condition("Ready").await;
+    services
+        .patch(
+            "rbac-svc",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .unwrap();
+    condition("Suspended").await;
 
     // An object the operator cannot read (the old v1alpha1 schema accepts
     // anything) is reported on every change: the repeats patch one Event.

@@ -188,15 +188,20 @@ The --feature-gates argument, or nothing when featureGates is empty.
 What the operator does in the namespaces it manages, and no more: the rules
 of crates/operator/src/rbac.rs, which say why each is needed, and which the
 test suite checks this list and the operator's real requests against.
-RayService's are absent until its controller exists.
 */}}
 {{- define "kuberay-operator.rules" -}}
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete, deletecollection]
+  verbs: [get, list, watch, create, delete, deletecollection, patch]
 - apiGroups: [""]
   resources: [services, serviceaccounts]
   verbs: [list, watch, create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [delete]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [list, watch, create]
@@ -222,9 +227,12 @@ RayService's are absent until its controller exists.
   resources: [raycronjobs]
   verbs: [list, watch]
 - apiGroups: [ray.io]
-  resources: [rayclusters/status, rayjobs/status, raycronjobs/status]
+  resources: [rayservices]
+  verbs: [list, watch, patch]
+- apiGroups: [ray.io]
+  resources: [rayclusters/status, rayjobs/status, raycronjobs/status, rayservices/status]
   verbs: [patch]
 - apiGroups: [ray.io]
-  resources: [rayclusters/finalizers, rayjobs/finalizers, raycronjobs/finalizers]
+  resources: [rayclusters/finalizers, rayjobs/finalizers, raycronjobs/finalizers, rayservices/finalizers]
   verbs: [update]
 {{- end -}}

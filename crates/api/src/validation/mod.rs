@@ -20,7 +20,7 @@ pub use raycronjob::{parse_schedule, validate_raycronjob};
 pub use rayjob::{validate_rayjob, validate_rayjob_status};
 /// Go-style durations (`90s`, `5m`, `1h30m`) or plain seconds; also the kubectl plugin's `--timeout`.
 pub use rayservice::parse_timeout;
-pub use rayservice::validate_rayservice;
+pub use rayservice::{INITIALIZING_TIMEOUT_ANNOTATION, validate_rayservice};
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]

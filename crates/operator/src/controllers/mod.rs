@@ -4,6 +4,7 @@
 pub mod raycluster;
 pub mod raycronjob;
 pub mod rayjob;
+pub mod rayservice;
 
 use std::sync::Arc;
 
@@ -78,6 +79,7 @@ pub const ALL: &[Registration] = &[
     raycluster::REGISTRATION,
     rayjob::REGISTRATION,
     raycronjob::REGISTRATION,
+    rayservice::REGISTRATION,
 ];
 
 /// Runs every enabled controller until `stop` resolves.

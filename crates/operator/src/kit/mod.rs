@@ -15,6 +15,7 @@ pub mod pacing;
 pub mod runner;
 pub mod scope;
 mod trim;
+pub mod written;
 
 use std::fmt::Debug;
 

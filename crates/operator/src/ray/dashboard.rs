@@ -1,7 +1,9 @@
-//! A client of the Ray dashboard's job REST API (`/api/jobs/`): submit, get,
-//! list, stop, delete, logs. Used by HTTPMode submission and by the status
-//! polling of every RayJob mode. Every call has a timeout, so a dead head
-//! shows up as an error, never as a stuck reconcile.
+//! A client of the Ray dashboard's REST APIs: jobs (`/api/jobs/`: submit,
+//! get, list, stop, delete, logs; for RayJob) and Serve
+//! (`/api/serve/applications/`: the declarative config and the status of
+//! applications and deployments; for RayService), and of a Serve proxy's
+//! health endpoint. Every call has a timeout, so a dead head shows up as an
+//! error, never as a stuck reconcile.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -56,6 +58,39 @@ pub struct SubmitRequest {
     pub entrypoint_resources: Option<BTreeMap<String, f64>>,
 }
 
+/// What `GET /api/serve/applications/?api_type=declarative` reports.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct ServeDetails {
+    #[serde(default)]
+    pub applications: BTreeMap<String, ServeApplication>,
+}
+
+/// One Serve application: NOT_STARTED, DEPLOYING, RUNNING, DEPLOY_FAILED,
+/// DELETING or UNHEALTHY, with Ray's message.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct ServeApplication {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub deployments: BTreeMap<String, ServeDeployment>,
+}
+
+/// One deployment of an application: UPDATING, HEALTHY, UNHEALTHY, ...
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct ServeDeployment {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Where Ray Serve's proxies answer their health check.
+pub const PROXY_HEALTH_PATH: &str = "/-/healthz";
+/// How long a proxy may take to answer it (KubeRay's 2 s).
+pub const PROXY_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
     #[error("the dashboard at {url} did not answer: {source}")]
@@ -77,6 +112,17 @@ pub enum DashboardError {
 pub trait Dashboards: Send + Sync {
     /// A client for `cluster`, whose dashboard URL (host:port) is `url`.
     fn client(&self, cluster: &kuberay_api::RayCluster, url: &str) -> DashboardClient;
+
+    /// A client of the Serve proxy of `cluster`'s pod at `pod_ip`, listening
+    /// on `port` (the head container's `serve` port).
+    fn serve_proxy(
+        &self,
+        _cluster: &kuberay_api::RayCluster,
+        pod_ip: &str,
+        port: i32,
+    ) -> DashboardClient {
+        DashboardClient::with_timeout(&format!("http://{pod_ip}:{port}"), PROXY_TIMEOUT)
+    }
 }
 
 /// Straight to the head service.
@@ -97,8 +143,13 @@ pub struct DashboardClient {
 impl DashboardClient {
     /// A client of the dashboard at `base`, e.g. `http://rc-head-svc.ns.svc.cluster.local:8265`.
     pub fn new(base: &str) -> Self {
+        Self::with_timeout(base, TIMEOUT)
+    }
+
+    /// A client whose calls may each take up to `timeout`.
+    pub fn with_timeout(base: &str, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .build()
             .expect("a plain HTTP client builds");
@@ -232,6 +283,37 @@ impl DashboardClient {
     }
 }
 
+impl DashboardClient {
+    /// The Serve applications and their deployments, as Ray reports them.
+    pub async fn serve_applications(&self) -> Result<ServeDetails, DashboardError> {
+        let url = self.url("/api/serve/applications/?api_type=declarative");
+        match self.send(self.http.get(&url), &url).await? {
+            (200, body) => Self::decode(&url, &body),
+            (status, body) => Self::fail(&url, status, body),
+        }
+    }
+
+    /// Submits a declarative Serve config (`serveConfigV2` as JSON); Serve
+    /// deploys, updates or deletes applications to match it.
+    pub async fn put_serve_applications(&self, config: &Value) -> Result<(), DashboardError> {
+        let url = self.url("/api/serve/applications/");
+        match self.send(self.http.put(&url).json(config), &url).await? {
+            (200..=299, _) => Ok(()),
+            (status, body) => Self::fail(&url, status, body),
+        }
+    }
+
+    /// Whether the Serve proxy at this client's base answers its health
+    /// check with 200.
+    pub async fn proxy_health(&self) -> Result<(), DashboardError> {
+        let url = self.url(PROXY_HEALTH_PATH);
+        match self.send(self.http.get(&url), &url).await? {
+            (200, _) => Ok(()),
+            (status, body) => Self::fail(&url, status, body),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +343,19 @@ mod tests {
         .unwrap();
         assert_eq!(info.status, "SUCCEEDED");
         assert_eq!(info.end_time, Some(1700000001000));
+    }
+
+    #[test]
+    fn serve_details_read_applications_and_deployments() {
+        let details: ServeDetails = serde_json::from_value(serde_json::json!({
+            "controller_info": {}, "proxy_location": "EveryNode",
+            "applications": {"fruit": {"name": "fruit", "route_prefix": "/fruit", "status": "DEPLOYING",
+                "message": "", "last_deployed_time_s": 1.5, "deployments": {
+                    "MangoStand": {"name": "MangoStand", "status": "UPDATING", "message": "waiting", "replica_states": {}}}}}
+        }))
+        .unwrap();
+        let app = &details.applications["fruit"];
+        assert_eq!(app.status, "DEPLOYING");
+        assert_eq!(app.deployments["MangoStand"].message, "waiting");
     }
 }

@@ -10,8 +10,8 @@ use k8s_openapi::api::networking::v1::{
     IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kuberay_api::RayCluster;
 use kuberay_api::names::*;
+use kuberay_api::{RayCluster, RayClusterSpec};
 
 use crate::runtime::config::Config;
 
@@ -161,10 +161,7 @@ pub fn wants_serve_service(cluster: &RayCluster) -> bool {
 /// `<cluster>-serve-svc` on the head container's `serve` port (or 8000).
 pub fn serve_service(cluster: &RayCluster) -> Service {
     let name = cluster_name(cluster);
-    let port = head_container_ports(cluster)
-        .into_iter()
-        .find(|(n, _)| n == SERVE_PORT.0)
-        .map_or(SERVE_PORT.1, |(_, p)| p);
+    let port = serve_port(cluster);
     Service {
         metadata: ObjectMeta {
             name: Some(serve_service_name(name)),
@@ -193,6 +190,40 @@ pub fn serve_service(cluster: &RayCluster) -> Service {
         }),
         status: None,
     }
+}
+
+/// The serve ports of the head container: those named `serve` or
+/// `serve-<protocol>`; a container without any port gets `serve` on 8000,
+/// as KubeRay's defaults do. Empty when the container has ports but none
+/// for Serve.
+pub fn serve_ports(cluster: &RayCluster) -> Vec<ServicePort> {
+    let ports = head_container_ports(cluster);
+    if ports.is_empty() {
+        return vec![ServicePort {
+            name: Some(SERVE_PORT.0.into()),
+            port: SERVE_PORT.1,
+            ..Default::default()
+        }];
+    }
+    let mut serve: Vec<ServicePort> = ports
+        .into_iter()
+        .filter(|(n, _)| n == SERVE_PORT.0 || n.starts_with("serve-"))
+        .map(|(name, port)| ServicePort {
+            name: Some(name),
+            port,
+            ..Default::default()
+        })
+        .collect();
+    serve.sort_by(|a, b| a.name.cmp(&b.name));
+    serve
+}
+
+/// The head container's `serve` port, where Serve's proxy answers.
+pub fn serve_port(cluster: &RayCluster) -> i32 {
+    head_container_ports(cluster)
+        .into_iter()
+        .find(|(n, _)| n == SERVE_PORT.0)
+        .map_or(SERVE_PORT.1, |(_, p)| p)
 }
 
 /// Whether any group is multi-host and so needs the headless service.
@@ -301,4 +332,41 @@ pub fn ingress(cluster: &RayCluster, cfg: &Config) -> Ingress {
         }),
         status: None,
     }
+}
+
+/// The dashboard address KubeRay reports: `<head-svc>.<ns>.svc.<domain>:<port>`.
+pub fn dashboard_url(c: &RayCluster, domain: &str) -> String {
+    let override_name = c
+        .spec
+        .head_group_spec
+        .head_service
+        .as_ref()
+        .and_then(|s| s.metadata.as_ref())
+        .and_then(|m| m.name.as_deref());
+    let svc = head_service_name(cluster_name(c), override_name);
+    let port = dashboard_port(&c.spec);
+    format!(
+        "{}:{port}",
+        head_service_fqdn(
+            &svc,
+            c.metadata.namespace.as_deref().unwrap_or_default(),
+            domain
+        )
+    )
+}
+
+/// The head container's `dashboard` port (8265 by default).
+pub fn dashboard_port(cluster: &RayClusterSpec) -> i32 {
+    cluster
+        .head_group_spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.ports.as_ref())
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p.name.as_deref() == Some(DASHBOARD_PORT.0))
+        })
+        .map_or(DASHBOARD_PORT.1, |p| p.container_port)
 }

@@ -59,6 +59,9 @@ pub struct Config {
     /// The operator's own time zone (`TZ`, else the system's): the zone of
     /// a RayCronJob schedule without `timeZone`.
     pub local_time_zone: jiff::tz::TimeZone,
+    /// RayService upgrades by a new cluster unless `upgradeStrategy` says
+    /// otherwise (`ENABLE_ZERO_DOWNTIME`, true unless "false").
+    pub zero_downtime: bool,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             job_status_check_timeout: Duration::from_secs(300),
             instance: "kuberay-operator".into(),
             local_time_zone: jiff::tz::TimeZone::UTC,
+            zero_downtime: true,
         }
     }
 }
@@ -108,6 +112,7 @@ impl Config {
         c.head_cluster_ip_service = flag("ENABLE_RAY_HEAD_CLUSTER_IP_SERVICE", false);
         c.login_shell = flag("ENABLE_LOGIN_SHELL", false);
         c.deterministic_head_pod_name = flag("ENABLE_DETERMINISTIC_HEAD_POD_NAME", false);
+        c.zero_downtime = flag("ENABLE_ZERO_DOWNTIME", true);
         // Like KubeRay, anything but a positive number keeps the default.
         let seconds = |name: &str, default: Duration| {
             get(name)

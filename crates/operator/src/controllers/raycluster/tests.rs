@@ -771,3 +771,33 @@ fn a_small_group_is_created_in_one_pass() {
     assert_eq!(p.create_workers.len(), 5);
     assert_eq!(p.workers_missing, 5);
 }
+
+#[test]
+fn only_workers_of_a_rayservice_cluster_probe_the_serve_proxy() {
+    // Serve starts once the head is ready, so a head probing its proxy
+    // would never become ready; the RayService controller labels it instead.
+    let c = cluster(
+        serde_json::json!({"metadata": {"labels": {"ray.io/originated-from-crd": "RayService"}}}),
+    );
+    let probe = |p: &Pod| {
+        let c0 = &p.spec.as_ref().unwrap().containers[0];
+        let r = c0.readiness_probe.as_ref().unwrap();
+        r.exec.as_ref().unwrap().command.as_ref().unwrap()[2].clone()
+    };
+    let head = ctx_pod(&c, head_pod);
+    assert!(!probe(&head).contains("-/healthz"), "{}", probe(&head));
+    assert_eq!(
+        head.metadata.labels.as_ref().unwrap()["ray.io/serve"],
+        "false"
+    );
+    let worker = ctx_pod(&c, |ctx| worker_pod(ctx, &WorkerSlot::default()));
+    assert!(
+        probe(&worker).contains("http://localhost:8000/-/healthz"),
+        "{}",
+        probe(&worker)
+    );
+    assert_eq!(
+        worker.metadata.labels.as_ref().unwrap()["ray.io/serve"],
+        "true"
+    );
+}

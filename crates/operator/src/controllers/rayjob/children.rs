@@ -11,9 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
-use kuberay_api::names::{
-    CLUSTER_LABEL, HEAD, NODE_TYPE_LABEL, head_service_fqdn, head_service_name,
-};
+use kuberay_api::names::{CLUSTER_LABEL, HEAD, NODE_TYPE_LABEL};
 use kuberay_api::rayjob::{
     JobDeploymentStatus as D, JobStatus, JobSubmissionMode as Mode, RayJobInfo,
 };
@@ -24,23 +22,7 @@ use super::transitions::{Next, fail, has_submitter, mode, selector_cluster, t};
 use super::{Context, cluster, submitter};
 use crate::kit::applier;
 use crate::ray::dashboard::{DashboardError, SubmitRequest};
-
-/// The dashboard address KubeRay reports: `<head-svc>.<ns>.svc.<domain>:<port>`.
-pub fn dashboard_url(c: &RayCluster, domain: &str) -> String {
-    let override_name = c
-        .spec
-        .head_group_spec
-        .head_service
-        .as_ref()
-        .and_then(|s| s.metadata.as_ref())
-        .and_then(|m| m.name.as_deref());
-    let svc = head_service_name(&c.name_any(), override_name);
-    let port = submitter::dashboard_port(&c.spec);
-    format!(
-        "{}:{port}",
-        head_service_fqdn(&svc, &c.namespace().unwrap_or_default(), domain)
-    )
-}
+use crate::ray::service::dashboard_url;
 
 /// The job's cluster: the owned one (created if missing) or the selected one.
 pub(super) async fn get_or_create_cluster(

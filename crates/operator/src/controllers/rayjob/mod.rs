@@ -11,8 +11,7 @@ mod reconcile;
 pub mod submitter;
 mod transitions;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -28,6 +27,7 @@ use super::{Registration, Shared};
 use crate::kit::cache::{Cache, Trim, controller_owner};
 use crate::kit::events::Events;
 use crate::kit::runner::Runner;
+use crate::kit::written::Written;
 use crate::ray::dashboard::Dashboards;
 use crate::runtime::config::Config;
 use crate::runtime::manager::Stop;
@@ -59,7 +59,7 @@ pub struct Context {
     /// The status each RayJob was last written with, until the cache shows
     /// it: a reconcile on the older cached copy would redo a step (and, in
     /// New, pick a second cluster name).
-    written: Mutex<HashMap<(String, String), (kuberay_api::RayJobStatus, std::time::Instant)>>,
+    pub(crate) written: Written<kuberay_api::RayJobStatus>,
 }
 
 /// The RayJob controller caches the RayClusters it owns as they are.
@@ -86,7 +86,7 @@ pub async fn run(shared: Shared, stop: Stop) {
         metrics: JobMetrics::register(&env.metrics),
         dashboards: shared.dashboards.clone(),
         poll: Duration::from_secs(3),
-        written: Mutex::default(),
+        written: Written::default(),
     });
     let ours = watcher::Config::default().labels(&format!("{CREATED_BY_LABEL}={CREATED_BY}"));
     let metrics = ctx.metrics.clone();
@@ -105,28 +105,4 @@ pub async fn run(shared: Shared, stop: Stop) {
         })
         .run(ctx, reconcile::reconcile, stop)
         .await;
-}
-
-impl Context {
-    /// Whether the cached status is older than what this operator wrote.
-    fn stale(&self, key: &(String, String), cached: &kuberay_api::RayJobStatus) -> bool {
-        let mut written = self.written.lock().unwrap();
-        match written.get(key) {
-            Some((status, at)) if status != cached && at.elapsed() < Duration::from_secs(10) => {
-                true
-            }
-            Some(_) => {
-                written.remove(key);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn wrote(&self, key: (String, String), status: kuberay_api::RayJobStatus) {
-        self.written
-            .lock()
-            .unwrap()
-            .insert(key, (status, std::time::Instant::now()));
-    }
 }

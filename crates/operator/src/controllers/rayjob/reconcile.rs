@@ -100,7 +100,7 @@ pub async fn reconcile(obj: Arc<Tolerant<RayJob>>, ctx: Arc<Context>) -> Result<
     }
     defaults::job_spec(&mut job.spec);
     let old = job.status.clone().unwrap_or_default();
-    if ctx.stale(&(ns.clone(), name.clone()), &old) {
+    if ctx.written.stale(&(ns.clone(), name.clone()), &old) {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let mut st = old.clone();
@@ -220,7 +220,7 @@ async fn write_status(
     let stored = applier::apply_status(&ctx.client, job, &new)
         .await
         .map_err(Error::Status)?;
-    ctx.wrote(
+    ctx.written.wrote(
         (job.namespace().unwrap_or_default(), job.name_any()),
         stored.status.unwrap_or_default(),
     );

@@ -13,8 +13,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kuberay_api::names::{
-    CREATED_BY, CREATED_BY_LABEL, DASHBOARD_PORT, ORIGINATED_FROM_CR_NAME_LABEL,
-    ORIGINATED_FROM_CRD_LABEL,
+    CREATED_BY, CREATED_BY_LABEL, ORIGINATED_FROM_CR_NAME_LABEL, ORIGINATED_FROM_CRD_LABEL,
 };
 use kuberay_api::rayjob::JobSubmissionMode;
 use kuberay_api::validation::parse_ray_version;
@@ -58,22 +57,6 @@ fn health_check(url: &str) -> String {
     )
 }
 
-/// The head container's `dashboard` port (8265 by default).
-pub fn dashboard_port(cluster: &RayClusterSpec) -> i32 {
-    cluster
-        .head_group_spec
-        .template
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .and_then(|c| c.ports.as_ref())
-        .and_then(|ps| {
-            ps.iter()
-                .find(|p| p.name.as_deref() == Some(DASHBOARD_PORT.0))
-        })
-        .map_or(DASHBOARD_PORT.1, |p| p.container_port)
-}
-
 /// The submit command: K8sJobMode reaches the dashboard at `dashboard_url`
 /// (host:port), SidecarMode at 127.0.0.1 in its own pod.
 pub fn command(
@@ -98,7 +81,7 @@ pub fn command(
             (a, h, true)
         }
         JobSubmissionMode::SidecarMode => {
-            let port = dashboard_port(cluster);
+            let port = crate::ray::service::dashboard_port(cluster);
             (
                 format!("http://127.0.0.1:{port}"),
                 format!("http://localhost:{port}/api/gcs_healthz"),

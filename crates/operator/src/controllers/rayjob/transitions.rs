@@ -15,10 +15,11 @@ use kuberay_api::rayjob::{JobDeploymentStatus as D, JobStatus, JobSubmissionMode
 use kuberay_api::{RayJob, RayJobStatus};
 
 use super::Context;
-use super::children::{self, dashboard_url};
+use super::children;
 use super::cleanup;
 use super::deletion;
 use super::reconcile::Error;
+use crate::ray::service::dashboard_url;
 
 /// When to look at the RayJob again (besides watch events).
 pub(super) enum Next {

@@ -410,7 +410,15 @@ fn build_ray_container(
     }
     push_env_if_absent(c, "RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE", "1");
     if ctx.cfg.probes_injection {
-        add_probes(spec, c, params, is_head, creator == Creator::RayService);
+        // A head's proxy is checked by the RayService controller instead (its
+        // `ray.io/serve` label): Serve starts only once the head is ready.
+        add_probes(
+            spec,
+            c,
+            params,
+            is_head,
+            creator == Creator::RayService && !is_head,
+        );
     }
     if !params.contains_key("plasma-directory") {
         add_shared_memory(pod_spec);

@@ -1,0 +1,363 @@
+//! RayService end to end on real nodes with real Ray Serve: KubeRay's
+//! `ray-service.sample.yaml`, its Serve application replaced by a small one
+//! mounted from a ConfigMap (pods cannot fetch code from the internet),
+//! answers through `<service>-serve-svc`; a Serve-only change is applied in
+//! place; a cluster change is a zero-downtime upgrade while a request loop
+//! inside the cluster counts failures.
+//!
+//! Every test here is named `e2e_*` (see `e2e.rs`).
+
+mod e2e_support;
+mod support;
+
+use std::time::Duration;
+
+use e2e_support::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::ResourceExt;
+use kuberay_api::{RayCluster, RayService};
+use kuberay_testenv::harness::{self, TestNamespace, wait_until};
+use kuberay_testenv::samples;
+use serde_json::{Value, json};
+use support::cli::{kubectl, run};
+
+/// A Serve application that answers its `message` argument.
+const GREETER: &str = r#"
+from ray import serve
+from starlette.requests import Request
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+class Greeter:
+    def __init__(self, message: str):
+        self.message = message
+
+    async def __call__(self, request: Request) -> str:
+        return self.message
+
+
+def build(args):
+    return Greeter.bind(args.get("message", "hello"))
+"#;
+
+/// The local Ray image has protobuf 7, which dropped
+/// `FieldDescriptor.label`, still read by Ray Serve 2.52 when it applies a
+/// config (`AttributeError: ... has no attribute 'label'`, every application
+/// DEPLOY_FAILED). Until the image pins protobuf below 7, every Ray process
+/// of these pods (the app directory is on their `PYTHONPATH`) gets the
+/// attribute back from this `sitecustomize`.
+const PROTOBUF_SHIM: &str = r#"
+try:
+    from google.protobuf.descriptor import FieldDescriptor as _F
+    _types = [_F]
+    try:
+        from google._upb import _message
+        _types.append(_message.FieldDescriptor)
+    except ImportError:
+        pass
+    for _t in _types:
+        if not hasattr(_t, "label"):
+            _t.label = property(
+                lambda f: _F.LABEL_REPEATED
+                if f.is_repeated
+                else (_F.LABEL_REQUIRED if getattr(f, "is_required", False) else _F.LABEL_OPTIONAL)
+            )
+except Exception:
+    pass
+"#;
+
+fn serve_config(message: &str) -> String {
+    format!(
+        "applications:\n- name: greeter\n  import_path: greeter:build\n  route_prefix: /greet\n  args:\n    message: {message}\n  deployments:\n  - name: Greeter\n    num_replicas: 1\n"
+    )
+}
+
+/// The shared sample with the greeter instead of the GitHub-hosted apps,
+/// mounted into both containers and on their `PYTHONPATH`, and a head that
+/// asks for 500m so two clusters fit a two-core machine during an upgrade.
+fn sample(message: &str, mark: &str) -> Value {
+    let mut v: Value = serde_yaml::from_str(&samples::required("ray-service.sample.yaml")).unwrap();
+    v["spec"]["serveConfigV2"] = json!(serve_config(message));
+    v["spec"]["rayClusterDeletionDelaySeconds"] = json!(15);
+    let groups = v["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let mut paths = vec!["/spec/rayClusterConfig/headGroupSpec/template".to_string()];
+    paths.extend(
+        (0..groups).map(|i| format!("/spec/rayClusterConfig/workerGroupSpecs/{i}/template")),
+    );
+    for path in paths {
+        let t = v.pointer_mut(&path).unwrap();
+        t["spec"]["volumes"] = json!([{"name": "apps", "configMap": {"name": "greeter-app"}}]);
+        let c = &mut t["spec"]["containers"][0];
+        c["volumeMounts"] = json!([{"name": "apps", "mountPath": "/home/ray/apps"}]);
+        c["env"] = json!([{"name": "PYTHONPATH", "value": "/home/ray/apps"}, {"name": "DEPLOY_MARK", "value": mark}]);
+        if c["name"] == "ray-head" {
+            c["resources"]["requests"]["cpu"] = json!("500m");
+        }
+    }
+    v
+}
+
+async fn service(ns: &TestNamespace) -> RayService {
+    ns.api::<RayService>()
+        .get("rayservice-sample")
+        .await
+        .unwrap()
+}
+
+fn condition(s: &RayService, type_: &str) -> Option<(String, String, String)> {
+    let c = s
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn active(s: &RayService) -> Option<String> {
+    s.status
+        .as_ref()?
+        .active_service_status
+        .as_ref()?
+        .ray_cluster_name
+        .clone()
+}
+
+fn pending(s: &RayService) -> Option<String> {
+    s.status
+        .as_ref()?
+        .pending_service_status
+        .as_ref()?
+        .ray_cluster_name
+        .clone()
+}
+
+/// Waits for the service to satisfy `check`; a timeout shows its status
+/// and the pods.
+async fn wait_service(
+    ns: &TestNamespace,
+    what: &str,
+    check: impl Fn(&RayService) -> bool,
+) -> RayService {
+    let deadline = tokio::time::Instant::now() + RAY_TIMEOUT;
+    loop {
+        let s = service(ns).await;
+        if check(&s) {
+            return s;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let pods = run(
+                kubectl().args(["get", "pods", "-n", &ns.name, "-o", "wide"]),
+                None,
+            );
+            let logs = pod_logs(ns).await;
+            panic!(
+                "timed out waiting for {what}; status: {:#?}\npods:\n{pods}{logs}{}",
+                s.status,
+                harness::health()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The last lines of every pod's log and its events, for a failure report.
+async fn pod_logs(ns: &TestNamespace) -> String {
+    let mut out = String::new();
+    for p in ns
+        .api::<Pod>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+    {
+        let name = p.name_any();
+        let logs = kubectl()
+            .args([
+                "logs",
+                "-n",
+                &ns.name,
+                &name,
+                "--all-containers",
+                "--tail",
+                "40",
+            ])
+            .output()
+            .unwrap();
+        let describe = kubectl()
+            .args(["describe", "pod", "-n", &ns.name, &name])
+            .output()
+            .unwrap();
+        let d = String::from_utf8_lossy(&describe.stdout).to_string();
+        let events = d.split("Events:").nth(1).unwrap_or_default().to_string();
+        out += &format!(
+            "--- {name}:\n{}{}\nevents:{events}\n",
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr)
+        );
+    }
+    out
+}
+
+/// The answer of `/greet` through the serve service, from the test
+/// process (the host routes the slot's service range).
+async fn greet(ns: &TestNamespace) -> Option<String> {
+    let svc = ns
+        .api::<k8s_openapi::api::core::v1::Service>()
+        .get("rayservice-sample-serve-svc")
+        .await
+        .ok()?;
+    let ip = svc.spec?.cluster_ip?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("http://{ip}:8000/greet"))
+        .send()
+        .await
+        .ok()?;
+    r.status().is_success().then_some(())?;
+    r.text().await.ok()
+}
+
+/// A pod that asks `/greet` through the serve service every 200 ms until
+/// it has seen `until` 20 times (at most 10 minutes), then prints how many
+/// requests failed and which answers came.
+fn request_loop(until: &str) -> Value {
+    let script = format!(
+        r#"
+import collections, time, urllib.request
+url = "http://rayservice-sample-serve-svc:8000/greet"
+answers, failures, seen, start = collections.Counter(), [], 0, time.time()
+while seen < 20 and time.time() - start < 600:
+    try:
+        body = urllib.request.urlopen(url, timeout=5).read().decode()
+        answers[body] += 1
+        seen += body == "{until}"
+    except Exception as e:
+        failures.append(repr(e))
+    time.sleep(0.2)
+print("answers", dict(answers))
+print("failures", len(failures), failures[:5])
+"#
+    );
+    json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "request-loop"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "loop", "image": RAY_IMAGE, "command": ["python", "-c", script],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+        }]},
+    })
+}
+
+#[tokio::test]
+async fn e2e_rayservice_sample_serves_updates_in_place_and_upgrades_without_downtime() {
+    let _permit = harness::ray_permit().await;
+    operator_installed().await;
+    let ns = harness::real_namespace("e2e-service").await;
+    apply_json::<ConfigMap>(
+        &ns,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "greeter-app"}, "data": {"greeter.py": GREETER, "sitecustomize.py": PROTOBUF_SHIM}}),
+    )
+    .await;
+    apply_json::<RayService>(&ns, sample("hello-v1", "1")).await;
+
+    // Real Serve runs the application; the service answers through the serve service.
+    let ready = wait_service(&ns, "the RayService Ready", |s| {
+        condition(s, "Ready").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let first = active(&ready).unwrap();
+    let apps = ready
+        .status
+        .as_ref()
+        .unwrap()
+        .active_service_status
+        .as_ref()
+        .unwrap()
+        .application_statuses
+        .clone()
+        .unwrap();
+    assert_eq!(
+        apps["greeter"].status.as_deref(),
+        Some("RUNNING"),
+        "{apps:?}"
+    );
+    let deployments = apps["greeter"].serve_deployment_statuses.clone().unwrap();
+    assert_eq!(
+        deployments["Greeter"].status.as_deref(),
+        Some("HEALTHY"),
+        "{deployments:?}"
+    );
+    assert!(ready.status.as_ref().unwrap().num_serve_endpoints.unwrap() >= 1);
+    let answer = wait_until("an answer through the serve service", RAY_TIMEOUT, || {
+        greet(&ns)
+    })
+    .await;
+    assert_eq!(answer, "hello-v1");
+
+    // A Serve-only change goes to the running cluster, in place.
+    apply_json::<RayService>(&ns, sample("hello-v2", "1")).await;
+    wait_until("hello-v2 served", RAY_TIMEOUT, || async {
+        (greet(&ns).await? == "hello-v2").then_some(())
+    })
+    .await;
+    let s = service(&ns).await;
+    assert_eq!(active(&s).as_deref(), Some(first.as_str()));
+    assert_eq!(pending(&s), None);
+
+    // A cluster change: a new cluster while requests keep flowing.
+    apply_json::<Pod>(&ns, request_loop("hello-v3")).await;
+    wait_until("the request loop running", RAY_TIMEOUT, || async {
+        let p = ns.api::<Pod>().get("request-loop").await.ok()?;
+        (p.status?.phase? == "Running").then_some(())
+    })
+    .await;
+    apply_json::<RayService>(&ns, sample("hello-v3", "2")).await;
+    let upgrading = wait_service(&ns, "UpgradeInProgress", |s| {
+        condition(s, "UpgradeInProgress").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let second = pending(&upgrading).unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        condition(&upgrading, "Ready").unwrap().0,
+        "True",
+        "the old cluster serves meanwhile"
+    );
+    let done = wait_service(&ns, "the new cluster promoted", |s| {
+        active(s).as_deref() == Some(second.as_str())
+            && condition(s, "UpgradeInProgress").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(condition(&done, "Ready").unwrap().0, "True");
+    let log = wait_pod_done(&ns, "request-loop").await;
+    assert!(
+        log.contains("failures 0 "),
+        "requests failed during the upgrade:\n{log}"
+    );
+    assert!(
+        log.contains("'hello-v2'") && log.contains("'hello-v3'"),
+        "{log}"
+    );
+    // The old cluster goes after rayClusterDeletionDelaySeconds.
+    wait_until("the old cluster deleted", RAY_TIMEOUT, || async {
+        ns.api::<RayCluster>()
+            .get_opt(&first)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(greet(&ns).await.as_deref(), Some("hello-v3"));
+    let head = ray_pod(&ns, &second, "head").await;
+    assert_eq!(
+        head.labels().get("ray.io/serve").map(String::as_str),
+        Some("true")
+    );
+}
