@@ -156,26 +156,12 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
         ctx.pacer
             .batch_made(&key, started, plan.create_workers.len());
     }
-    let pacing = paced.then(|| {
-        let workers = pods
-            .iter()
-            .filter(|p| scale::is_worker(p) && !scale::is_terminating(p))
-            .count();
-        let desired = cluster
-            .spec
-            .worker_group_specs
-            .iter()
-            .flatten()
-            .map(scale::desired_pods)
-            .fold(0i32, i32::saturating_add);
-        status::pacing_message(workers, desired, scale::PACED_CREATIONS_PER_SECOND)
-    });
     let obs = Observation {
         pods: &pods,
         head_service: head_service.as_deref(),
         failure: failure.as_ref().map(|(f, m)| (f.reason(), m.clone())),
         suspending,
-        pacing,
+        paced,
         now: now(),
     };
     let new_status = status::compute(&cluster, &obs);

@@ -78,10 +78,6 @@ fn label<'a>(p: &'a Pod, key: &str) -> Option<&'a str> {
     p.metadata.labels.as_ref()?.get(key).map(String::as_str)
 }
 
-pub fn is_worker(p: &Pod) -> bool {
-    label(p, NODE_TYPE_LABEL) == Some(WORKER)
-}
-
 pub fn is_terminating(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_some()
 }

@@ -13,7 +13,7 @@ use kuberay_api::names::{HEAD, NODE_TYPE_LABEL, WORKER};
 use kuberay_api::raycluster::{ClusterState, HeadInfo};
 use kuberay_api::{RayCluster, RayClusterStatus};
 
-use super::scale::{desired_pods, is_terminating};
+use super::scale::{PACED_CREATIONS_PER_SECOND, desired_pods, is_terminating};
 use crate::kit::conditions;
 use crate::ray::quantity::Totals;
 
@@ -26,9 +26,9 @@ pub struct Observation<'a> {
     /// Why creating or deleting pods failed (`ReplicaFailure`): reason, message.
     pub failure: Option<(&'a str, String)>,
     pub suspending: bool,
-    /// While workers are created in paced batches: what the status says
-    /// about it ("created 5000 of 2000000000 workers; ...").
-    pub pacing: Option<String>,
+    /// Workers are being created in paced batches: the status reason says
+    /// how far it got ("Creating workers in batches: 5000 of 2000000000 ...").
+    pub paced: bool,
     pub now: Time,
 }
 
@@ -140,7 +140,7 @@ fn is_pacing_reason(r: &str) -> bool {
 }
 
 /// The status reason while workers are created in batches.
-pub fn pacing_message(existing: usize, desired: i32, per_second: f64) -> String {
+fn pacing_message(existing: usize, desired: i32, per_second: f64) -> String {
     format!(
         "{PACING_PREFIX}: {existing} of {desired} workers exist; the rest follow at up to {per_second} a second (shared by all clusters this large), so that other clusters are not held up"
     )
@@ -203,10 +203,14 @@ pub fn compute(cluster: &RayCluster, obs: &Observation) -> RayClusterStatus {
         s.state = Some(ClusterState::Ready);
         s.reason = None;
     }
-    match &obs.pacing {
-        Some(message) => s.reason = Some(message.clone()),
-        None if s.reason.as_deref().is_some_and(is_pacing_reason) => s.reason = None,
-        None => {}
+    if obs.paced {
+        s.reason = Some(pacing_message(
+            workers.len(),
+            desired_workers,
+            PACED_CREATIONS_PER_SECOND,
+        ));
+    } else if s.reason.as_deref().is_some_and(is_pacing_reason) {
+        s.reason = None;
     }
     let (head_ok, reason, message) = head_ready_condition(heads.first().map(|p| p.as_ref()));
     conditions::set(

@@ -667,7 +667,7 @@ fn status_counts_only_what_pods_are_doing() {
             head_service: None,
             failure: None,
             suspending: false,
-            pacing: None,
+            paced: false,
             now: now.clone(),
         },
     );
@@ -704,7 +704,7 @@ fn status_counts_only_what_pods_are_doing() {
             head_service: None,
             failure: None,
             suspending: false,
-            pacing: None,
+            paced: false,
             now,
         },
     );
@@ -749,7 +749,7 @@ fn a_huge_group_is_created_in_bounded_batches_and_counted_without_overflow() {
             head_service: None,
             failure: None,
             suspending: false,
-            pacing: None,
+            paced: false,
             now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
         },
     );
