@@ -8,7 +8,9 @@
 #          user ray (uid 1000, gid 100), as the rayproject/ray images have it,
 #          and a wheelhouse (/opt/wheelhouse, from hack/wheelhouse.txt) that
 #          pip in pods installs from: pods cannot reach PyPI, and KubeRay's
-#          sample jobs install packages through their runtime_env
+#          sample jobs install packages through their runtime_env; also
+#          Debian's redis-server, so tests of GCS fault tolerance can run a
+#          real Redis as a pod from the same image
 #
 # Each rootfs lands in $KUBERAY_RS_CACHE/images/<name>-<key>/rootfs, where
 # <key> hashes everything that goes into it (this script, the versions, the
@@ -78,7 +80,7 @@ if [ ! -x "$ray_dir/rootfs/home/ray/anaconda3/bin/ray" ]; then
   rm -rf "$tmp" && mkdir -p "$tmp"
   log "debootstrap $suite from $mirror (first time only; a few minutes)"
   if ! debootstrap --variant=minbase \
-      --include=bash,ca-certificates,wget,tar,procps,python3,python3-venv,libgomp1,tini \
+      --include=bash,ca-certificates,wget,tar,procps,python3,python3-venv,libgomp1,tini,redis-server \
       "$suite" "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
     tail -n 20 "$tmp/debootstrap.log" >&2
     die "debootstrap failed (full log: $tmp/debootstrap.log). Check access to $mirror or set KUBERAY_DEBIAN_MIRROR."
@@ -100,7 +102,9 @@ if [ ! -x "$ray_dir/rootfs/home/ray/anaconda3/bin/ray" ]; then
         [ -n "$PIP_EXTRA_INDEX_URL" ] || unset PIP_EXTRA_INDEX_URL
         useradd --create-home --uid 1000 --gid 100 --shell /bin/bash ray
         python3 -m venv /home/ray/anaconda3
-        /home/ray/anaconda3/bin/pip install --quiet "ray[default,serve]==$RAY_VERSION"
+        # protobuf 7 removed FieldDescriptor.label, which Ray Serve 2.52
+        # still reads: every Serve application would end DEPLOY_FAILED.
+        /home/ray/anaconda3/bin/pip install --quiet "ray[default,serve]==$RAY_VERSION" "protobuf<7"
         /home/ray/anaconda3/bin/pip wheel --quiet --wheel-dir /opt/wheelhouse -r /tmp/wheelhouse.txt
         rm -rf /tmp/pip-* /tmp/wheelhouse.txt
         chown -R 1000:100 /home/ray

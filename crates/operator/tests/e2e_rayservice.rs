@@ -40,32 +40,6 @@ def build(args):
     return Greeter.bind(args.get("message", "hello"))
 "#;
 
-/// The local Ray image has protobuf 7, which dropped
-/// `FieldDescriptor.label`, still read by Ray Serve 2.52 when it applies a
-/// config (`AttributeError: ... has no attribute 'label'`, every application
-/// DEPLOY_FAILED). Until the image pins protobuf below 7, every Ray process
-/// of these pods (the app directory is on their `PYTHONPATH`) gets the
-/// attribute back from this `sitecustomize`.
-const PROTOBUF_SHIM: &str = r#"
-try:
-    from google.protobuf.descriptor import FieldDescriptor as _F
-    _types = [_F]
-    try:
-        from google._upb import _message
-        _types.append(_message.FieldDescriptor)
-    except ImportError:
-        pass
-    for _t in _types:
-        if not hasattr(_t, "label"):
-            _t.label = property(
-                lambda f: _F.LABEL_REPEATED
-                if f.is_repeated
-                else (_F.LABEL_REQUIRED if getattr(f, "is_required", False) else _F.LABEL_OPTIONAL)
-            )
-except Exception:
-    pass
-"#;
-
 fn serve_config(message: &str) -> String {
     format!(
         "applications:\n- name: greeter\n  import_path: greeter:build\n  route_prefix: /greet\n  args:\n    message: {message}\n  deployments:\n  - name: Greeter\n    num_replicas: 1\n"
@@ -261,7 +235,7 @@ async fn e2e_rayservice_sample_serves_updates_in_place_and_upgrades_without_down
     let ns = harness::real_namespace("e2e-service").await;
     apply_json::<ConfigMap>(
         &ns,
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "greeter-app"}, "data": {"greeter.py": GREETER, "sitecustomize.py": PROTOBUF_SHIM}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "greeter-app"}, "data": {"greeter.py": GREETER}}),
     )
     .await;
     apply_json::<RayService>(&ns, sample("hello-v1", "1")).await;
