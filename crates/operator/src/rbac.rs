@@ -191,6 +191,13 @@ pub const OPERATOR_RULES: &[Rule] = &[
         why: GRANTED_TO_AUTOSCALER,
     },
     Rule {
+        group: "",
+        resources: &["pods/resize"],
+        verbs: &["patch"],
+        called: false,
+        why: GRANTED_TO_AUTOSCALER,
+    },
+    Rule {
         group: "ray.io",
         resources: &[
             "rayclusters/finalizers",

@@ -176,6 +176,33 @@ async fn scaling_follows_replicas_and_the_autoscalers_workers_to_delete() {
         victims.iter().all(|v| !left.contains(v)),
         "exactly the named pods went: {left:?}"
     );
+    // Once the named pods are gone, the operator empties the list itself
+    // (the autoscaler may not, and a stale list blocks it), and says so.
+    wait_until("workersToDelete to be emptied", TIMEOUT, || async {
+        let rc = api.get("scale").await.ok()?;
+        let g = &rc.spec.worker_group_specs.as_ref()?[0];
+        g.scale_strategy
+            .as_ref()?
+            .workers_to_delete
+            .as_ref()?
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let evs = events(&ns, "scale").await;
+    assert!(
+        evs.iter().any(|(t, r, n)| t == "Normal"
+            && r == "ClearedWorkersToDelete"
+            && victims.iter().all(|v| n.contains(v.as_str()))),
+        "{evs:?}"
+    );
+    for step in ["small 1 -> 4", "small 4 -> 2"] {
+        assert!(
+            evs.iter()
+                .any(|(_, r, n)| r == "ScaledWorkerGroup" && n.contains(step)),
+            "no event says {step}: {evs:?}"
+        );
+    }
 
     api.patch(
         "scale",
@@ -221,7 +248,21 @@ async fn with_the_autoscaler_on_only_named_workers_are_removed() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The reconcile that saw the change says so, then plans in the same
+    // pass: after its status write, nothing it would delete is left.
+    wait_until("the scaling event", TIMEOUT, || async {
+        let evs = events(&ns, "auto").await;
+        evs.iter()
+            .any(|(_, r, n)| {
+                r == "ScaledWorkerGroup" && n.contains("small 3 -> 1 at the autoscaler's request")
+            })
+            .then_some(())
+    })
+    .await;
+    wait_status(&ns, "auto", "the new generation observed", |rc| {
+        rc.status.as_ref().and_then(|s| s.observed_generation) == rc.metadata.generation
+    })
+    .await;
     assert_eq!(pods(&ns, "auto", "worker").await.len(), 3);
 }
 

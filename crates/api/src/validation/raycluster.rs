@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use super::cluster_options;
 use super::{
     Errors, Invalid, check_known, dns1035_label_problem, env_var, label_key_problem,
-    label_value_problem,
+    label_value_problem, parse_ray_version,
 };
 use crate::features::{FeatureGates, RAY_JOB_DELETION_POLICY};
 use crate::raycluster::{RayCluster, RayClusterSpec, WorkerGroupSpec};
@@ -26,6 +26,9 @@ pub const EXTERNAL_STORAGE_NAMESPACE_ANNOTATION: &str = "ray.io/external-storage
 pub const ORIGINATED_FROM_CRD_LABEL: &str = "ray.io/originated-from-crd";
 
 pub(crate) const ENABLE_AUTOSCALER_V2_ENV: &str = "RAY_enable_autoscaler_v2";
+
+/// The first Ray release whose autoscaler v2 runs on KubeRay.
+const AUTOSCALER_V2_MIN_RAY: (u64, u64, u64) = (2, 10, 0);
 
 /// What a cluster spec is validated against besides itself.
 pub(crate) struct ClusterContext<'a> {
@@ -368,6 +371,18 @@ fn autoscaling(errs: &mut Errors, spec: &RayClusterSpec, ctx: &ClusterContext) {
             );
         }
         if is_autoscaler_v2(spec) {
+            // Beyond KubeRay, which starts a v2 sidecar that cannot work:
+            // Ray has the v2 autoscaler for KubeRay since 2.10.0. An unset
+            // or unparsable rayVersion says nothing and is let through.
+            if let Some(v) = spec.ray_version.as_deref()
+                && parse_ray_version(v).is_some_and(|have| have < AUTOSCALER_V2_MIN_RAY)
+            {
+                let (a, b, c) = AUTOSCALER_V2_MIN_RAY;
+                errs.add(
+                    format!("{p}.rayVersion"),
+                    format!("is {v}, but the Ray autoscaler v2 needs Ray {a}.{b}.{c} or later; use autoscaler v1 or a newer Ray"),
+                );
+            }
             let not_never = |t: &PodTemplateSpec| {
                 t.spec
                     .as_ref()

@@ -266,6 +266,16 @@ fn autoscaler_v2_rules() {
         "spec.autoscalerOptions.env",
         "generates it",
     );
+    let mut old_ray = v2.clone();
+    merge(&mut old_ray, &json!({"rayVersion": "2.9.3"}));
+    assert_error(
+        rc(json!({"spec": old_ray})),
+        "spec.rayVersion",
+        "is 2.9.3, but the Ray autoscaler v2 needs Ray 2.10.0 or later",
+    );
+    let mut new_ray = v2.clone();
+    merge(&mut new_ray, &json!({"rayVersion": "2.10.0"}));
+    rc(json!({"spec": new_ray})).unwrap();
     assert_error(
         rc(json!({"spec": {"autoscalerOptions": {"version": "v3"}}})),
         "spec.autoscalerOptions.version",

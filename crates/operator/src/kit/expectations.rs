@@ -67,6 +67,13 @@ impl Expectations {
         out
     }
 
+    /// Whether writes of this owner are still waiting for the watch (as of
+    /// the last [`Self::view`]): until they are not, the cache may lack a
+    /// pod this operator created.
+    pub fn pending(&self, owner: &(String, String)) -> bool {
+        self.inner.lock().unwrap().contains_key(owner)
+    }
+
     /// Forgets an owner (it was deleted).
     pub fn forget(&self, owner: &(String, String)) {
         self.inner.lock().unwrap().remove(owner);

@@ -13,8 +13,11 @@ use kuberay_api::names::{
 };
 
 use super::pod::command;
-use super::pod::{push_env, push_field_env};
+use super::pod::{auth_env, push_env, push_field_env};
 use crate::runtime::config::Config;
+
+/// The sidecar's container name, as KubeRay names it.
+pub const CONTAINER: &str = "autoscaler";
 
 const START: &str = "ray kuberay-autoscaler --cluster-name $(RAY_CLUSTER_NAME) --cluster-namespace $(RAY_CLUSTER_NAMESPACE)";
 
@@ -47,12 +50,16 @@ pub fn container(cluster: &RayCluster, cfg: &Config) -> Container {
         .expect("validated")
         .containers[0];
     let mut c = Container {
-        name: "autoscaler".into(),
+        name: CONTAINER.into(),
         image: ray.image.clone(),
         image_pull_policy: Some("IfNotPresent".into()),
         command: Some(command::shell(cfg.login_shell)),
         args: Some(vec![START.into()]),
         resources: Some(default_resources()),
+        // Beyond KubeRay: when the autoscaler dies (say, a 403 from the API
+        // server), the tail of its log becomes the termination message, which
+        // the RayCluster status then quotes; otherwise it is only in the logs.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
     push_field_env(
@@ -64,6 +71,13 @@ pub fn container(cluster: &RayCluster, cfg: &Config) -> Container {
     push_field_env(&mut c, "RAY_HEAD_POD_NAME", "metadata.name");
     push_env(&mut c, "KUBERAY_CRD_VER", "v1");
     push_env(&mut c, "KUBERAY_GEN_AUTOSCALER_START_CMD", START);
+    // It reads the cluster through the dashboard and GCS as the Ray
+    // container does, so it needs the same token.
+    auth_env(
+        &cluster.spec,
+        cluster.metadata.name.as_deref().unwrap_or_default(),
+        &mut c,
+    );
     if let Some(o) = &cluster.spec.autoscaler_options {
         // Replaced wholesale: what the user set is what runs.
         if o.resources.is_some() {
@@ -147,8 +161,11 @@ pub fn role(cluster: &RayCluster) -> Role {
             cluster,
             check_name(cluster.metadata.name.as_deref().unwrap_or_default(), 50),
         ),
+        // KubeRay v1.7's rules: the autoscaler reads pods and the cluster,
+        // patches `replicas`/`workersToDelete`, and may resize pods in place.
         rules: Some(vec![
-            rule("", "pods", &["get", "list", "watch"]),
+            rule("", "pods", &["get", "list", "watch", "patch"]),
+            rule("", "pods/resize", &["patch"]),
             rule("ray.io", "rayclusters", &["get", "patch"]),
         ]),
     }
@@ -169,5 +186,29 @@ pub fn role_binding(cluster: &RayCluster) -> RoleBinding {
             namespace: cluster.metadata.namespace.clone(),
             ..Default::default()
         }]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rbac::{OPERATOR_RULES, from_policy_rules, permissions};
+
+    #[test]
+    fn the_operator_holds_every_permission_it_grants_the_autoscaler() {
+        // Kubernetes refuses to create a Role granting more than its creator
+        // holds, so a rule added here and not to rbac.rs breaks every
+        // autoscaled cluster at its first reconcile.
+        let cluster: RayCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ray.io/v1", "kind": "RayCluster",
+            "metadata": {"name": "c", "namespace": "ns"},
+            "spec": {"headGroupSpec": {"template": {"spec": {"containers": [{"name": "ray-head"}]}}}}
+        }))
+        .unwrap();
+        let granted = from_policy_rules(&role(&cluster).rules.unwrap());
+        let held = permissions(OPERATOR_RULES);
+        let missing: Vec<_> = granted.difference(&held).collect();
+        assert!(missing.is_empty(), "not held by the operator: {missing:?}");
+        assert!(granted.contains(&("".into(), "pods/resize".into(), "patch".into())));
     }
 }

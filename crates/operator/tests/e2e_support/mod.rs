@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod autoscaler;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

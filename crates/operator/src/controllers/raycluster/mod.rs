@@ -3,6 +3,7 @@
 //! (pure), apply, then write the status only if it changed. Everything it
 //! reads comes from watch-fed caches; it never lists from the API server.
 
+mod autoscaling;
 mod children;
 pub mod hash;
 pub mod metrics;
@@ -11,7 +12,8 @@ mod reconcile;
 pub mod scale;
 pub mod status;
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
@@ -59,6 +61,9 @@ pub struct Context {
     pub pacer: Pacer,
     pub events: Events,
     pub metrics: Arc<ClusterMetrics>,
+    /// Each cluster's group sizes at its last reconcile, to say in an event
+    /// when one changes (the autoscaler's decisions are otherwise silent).
+    pub group_sizes: Mutex<HashMap<(String, String), BTreeMap<String, i32>>>,
 }
 
 fn pod_cluster(p: &Pod) -> Option<String> {
@@ -90,6 +95,7 @@ pub async fn run(shared: Shared, stop: Stop) {
             &shared.cfg.instance,
         ),
         metrics: ClusterMetrics::register(&env.metrics),
+        group_sizes: Mutex::default(),
     });
     // Only Ray pods and only what this operator created are cached.
     let ray_pods = watcher::Config::default()
@@ -113,6 +119,7 @@ pub async fn run(shared: Shared, stop: Stop) {
             let key = (ns, name);
             gone.pacer.done(&key);
             gone.expectations.forget(&key);
+            gone.group_sizes.lock().unwrap().remove(&key);
         })
         .run(ctx, reconcile::reconcile, stop)
         .await;

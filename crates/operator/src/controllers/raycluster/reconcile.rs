@@ -1,6 +1,10 @@
 //! One reconcile of one RayCluster: the I/O around the pure steps.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -14,7 +18,7 @@ use kuberay_api::{RayCluster, RayClusterStatus, defaults};
 use super::children::{self, ChildKind};
 use super::pods::{self, PodFailure};
 use super::status::{self, Observation};
-use super::{Context, hash, scale};
+use super::{Context, autoscaling, hash, scale};
 use crate::controllers::readable;
 use crate::kit::applier::{self, ApplyError};
 use crate::kit::conditions;
@@ -77,6 +81,7 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
         // Owner references let the garbage collector remove the children.
         ctx.expectations.forget(&key);
         ctx.pacer.done(&key);
+        ctx.group_sizes.lock().unwrap().remove(&key);
         return Ok(Action::await_change());
     }
     defaults::cluster_spec(&mut cluster.spec);
@@ -110,6 +115,8 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
         s.reason = None;
     }
 
+    report_scaling(&ctx, &cluster, &key).await;
+
     ctx.pods.wait_ready().await;
     ctx.services.wait_ready().await;
     ctx.secrets.wait_ready().await;
@@ -139,7 +146,11 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
     );
     let failure = pods::execute(&cluster, &ctx, &plan, &pods, &spec_hash).await;
 
-    let pods = ctx.expectations.view(&key, ctx.pods.owned_by(&ns, &name));
+    let cached = ctx.pods.owned_by(&ns, &name);
+    if !ctx.expectations.pending(&key) {
+        clear_finished_lists(&ctx, &cluster, &cached).await;
+    }
+    let pods = ctx.expectations.view(&key, cached);
     let svc_name = service::head_service(&cluster, &ctx.cfg)
         .metadata
         .name
@@ -201,6 +212,62 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
         ));
     }
     Ok(Action::requeue(ctx.cfg.resync))
+}
+
+/// Says in an event when a group's size changed since the last reconcile
+/// (nothing on the first one after a start: there is no "before").
+async fn report_scaling(ctx: &Context, cluster: &RayCluster, key: &(String, String)) {
+    let now = autoscaling::group_sizes(cluster);
+    let before = ctx
+        .group_sizes
+        .lock()
+        .unwrap()
+        .insert(key.clone(), now.clone());
+    for message in before
+        .map(|b| autoscaling::scaling_messages(cluster, &b, &now))
+        .unwrap_or_default()
+    {
+        ctx.events
+            .normal(cluster, "ScaledWorkerGroup", "Scale", message)
+            .await;
+    }
+}
+
+/// Empties each `workersToDelete` whose pods are all gone (KubeRay forgets
+/// it only in memory, so a list the autoscaler does not clear stays and
+/// blocks it). `cached` must be complete: the caller checks that no
+/// creation of ours is still unseen by the cache.
+async fn clear_finished_lists(ctx: &Context, cluster: &RayCluster, cached: &[Arc<Pod>]) {
+    let existing: BTreeSet<&str> = cached
+        .iter()
+        .filter_map(|p| p.metadata.name.as_deref())
+        .collect();
+    let api: Api<RayCluster> = Api::namespaced(
+        ctx.client.clone(),
+        cluster.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    for done in autoscaling::finished_lists(cluster, &existing) {
+        let patch = serde_json::from_value(done.clearing_patch()).expect("a valid JSON patch");
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => {
+                ctx.events
+                    .normal(cluster, "ClearedWorkersToDelete", "Scale", done.message())
+                    .await
+            }
+            // The list changed since this reconcile read it (the
+            // autoscaler cleared or rewrote it): the newer list stands.
+            Err(kube::Error::Api(e)) if e.code == 422 || e.code == 409 => {
+                tracing::debug!(group = %done.group, "workersToDelete changed meanwhile: {}", e.message)
+            }
+            Err(e) => {
+                tracing::warn!(group = %done.group, "clearing workersToDelete: {}", applier::api_message(&e))
+            }
+        }
+    }
 }
 
 /// Writes `new` if it differs from the stored status (ignoring the update

@@ -13,6 +13,7 @@ use kuberay_api::names::{HEAD, NODE_TYPE_LABEL, WORKER};
 use kuberay_api::raycluster::{ClusterState, HeadInfo};
 use kuberay_api::{RayCluster, RayClusterStatus};
 
+use super::autoscaling;
 use super::scale::{PACED_CREATIONS_PER_SECOND, desired_pods, is_terminating};
 use crate::kit::conditions;
 use crate::ray::quantity::Totals;
@@ -211,6 +212,21 @@ pub fn compute(cluster: &RayCluster, obs: &Observation) -> RayClusterStatus {
         ));
     } else if s.reason.as_deref().is_some_and(is_pacing_reason) {
         s.reason = None;
+    }
+    // Only the sidecar's own message is ever cleared here.
+    match heads
+        .first()
+        .and_then(|h| autoscaling::sidecar_trouble(h, &obs.now))
+    {
+        Some(trouble) if !obs.paced => s.reason = Some(trouble),
+        None if s
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(autoscaling::SIDECAR_PREFIX)) =>
+        {
+            s.reason = None
+        }
+        _ => {}
     }
     let (head_ok, reason, message) = head_ready_condition(heads.first().map(|p| p.as_ref()));
     conditions::set(

@@ -116,7 +116,7 @@ pub(super) fn head_ft_env(ctx: &PodContext, c: &mut Container) {
 }
 
 /// Token authentication: the token comes from the cluster's Secret.
-pub(super) fn auth_env(spec: &RayClusterSpec, cluster: &str, c: &mut Container) {
+pub(crate) fn auth_env(spec: &RayClusterSpec, cluster: &str, c: &mut Container) {
     let Some(a) = spec
         .auth_options
         .as_ref()

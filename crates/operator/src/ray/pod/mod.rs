@@ -21,8 +21,8 @@ use crate::ray::autoscaler;
 
 use crate::runtime::config::{Config, KUBERAY_VERSION};
 use command::Node;
-use env::{auth_env, external_storage_namespace, gcs_ft_enabled, head_ft_env, is_redis_backend};
-pub(crate) use env::{push_env, push_env_if_absent, push_field_env};
+pub(crate) use env::{auth_env, push_env, push_env_if_absent, push_field_env};
+use env::{external_storage_namespace, gcs_ft_enabled, head_ft_env, is_redis_backend};
 use probes::add_probes;
 use volumes::{add_ray_logs_volume, add_shared_memory};
 use wait_gcs::wait_gcs_container;
