@@ -145,6 +145,15 @@ pub const OPERATOR_RULES: &[Rule] = &[
               changes",
     },
     Rule {
+        group: "",
+        resources: &["persistentvolumeclaims"],
+        verbs: &["delete"],
+        called: false,
+        why: "changing an object's ownerReferences is allowed by the \
+              OwnerReferencesPermissionEnforcement admission plugin only to \
+              those who may delete it (the GCS claim's deletionPolicy flip)",
+    },
+    Rule {
         group: "ray.io",
         resources: &["rayclusters"],
         verbs: &["list", "watch", "create", "patch", "delete"],

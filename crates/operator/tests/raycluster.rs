@@ -615,7 +615,16 @@ async fn a_failed_cleanup_releases_the_cluster_and_says_what_is_left() {
         .delete("ftfail", &DeleteParams::background())
         .await
         .unwrap();
-    // Redis unreachable: Ray's clean-up exits with 1.
+    // Redis unreachable: Ray's clean-up exits with 1. Once the simulated
+    // node runs the pod, so that its own status write cannot undo ours.
+    let lp = kube::api::ListParams::default().labels("job-name=ftfail-redis-cleanup");
+    wait_until("the clean-up pod running", TIMEOUT, || async {
+        let pods = ns.api::<Pod>().list(&lp).await.ok()?.items;
+        pods.iter()
+            .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .then_some(())
+    })
+    .await;
     finish_submitter(&ns, "ftfail-redis-cleanup", 1).await;
     wait_gone(&ns, "ftfail").await;
     let events = events(&ns, "ftfail").await;

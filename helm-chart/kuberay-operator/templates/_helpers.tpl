@@ -219,7 +219,7 @@ test suite checks this list and the operator's real requests against.
   verbs: [list, watch, create, delete]
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [list, watch, create, patch]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [ray.io]
   resources: [rayclusters]
   verbs: [get, list, watch, create, patch, delete]
