@@ -364,7 +364,7 @@ async fn e2e_rayservice_with_gcs_ft_keeps_its_applications_across_a_head_restart
     apply_documents(&ns, &redis_manifest()).await;
     apply_json::<ConfigMap>(
         &ns,
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "greeter-app"}, "data": {"greeter.py": GREETER, "sitecustomize.py": PROTOBUF_SHIM}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "greeter-app"}, "data": {"greeter.py": GREETER}}),
     )
     .await;
     let mut v = sample("still-here", "1");
