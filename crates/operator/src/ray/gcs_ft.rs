@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kuberay_api::names::{
     EXTERNAL_STORAGE_NAMESPACE_ANNOTATION, FT_ENABLED_ANNOTATION,
     GCS_FT_DELETION_TIMEOUT_ANNOTATION, gcs_storage_claim_name,
 };
-use kuberay_api::raycluster::{GcsBackend, GcsStorageDeletionPolicy};
+use kuberay_api::raycluster::{GcsBackend, GcsStorage, GcsStorageDeletionPolicy};
 use kuberay_api::{RayCluster, RayClusterSpec};
 
 /// How long a deleted cluster keeps its Redis clean-up finalizer when the
@@ -93,37 +94,38 @@ pub fn redis_address(cluster: &RayCluster) -> Option<String> {
         .clone()
 }
 
-/// The claim the embedded store lives on.
-pub fn storage_claim(cluster: &RayCluster) -> String {
-    let claim = cluster
+/// The embedded store's volume settings, if any.
+pub fn storage(cluster: &RayCluster) -> Option<&GcsStorage> {
+    cluster
         .spec
         .gcs_fault_tolerance_options
+        .as_ref()?
+        .storage
         .as_ref()
-        .and_then(|o| o.storage.as_ref())
-        .and_then(|s| s.claim_name.as_deref());
-    gcs_storage_claim_name(&cluster.metadata.name.clone().unwrap_or_default(), claim)
+}
+
+/// The claim the user named in `storage.claimName`, if any.
+fn claim_name(cluster: &RayCluster) -> Option<&str> {
+    storage(cluster)?
+        .claim_name
+        .as_deref()
+        .filter(|c| !c.is_empty())
+}
+
+/// The claim the embedded store lives on.
+pub fn storage_claim(cluster: &RayCluster) -> String {
+    gcs_storage_claim_name(&cluster.name_any(), claim_name(cluster))
 }
 
 /// Whether the user brought the claim (the operator then never touches it).
 pub fn user_claim(cluster: &RayCluster) -> bool {
-    cluster
-        .spec
-        .gcs_fault_tolerance_options
-        .as_ref()
-        .and_then(|o| o.storage.as_ref())
-        .and_then(|s| s.claim_name.as_deref())
-        .is_some_and(|c| !c.is_empty())
+    claim_name(cluster).is_some()
 }
 
 /// `deletionPolicy: Retain`: the operator's claim outlives the cluster.
 pub fn retain_storage(cluster: &RayCluster) -> bool {
-    cluster
-        .spec
-        .gcs_fault_tolerance_options
-        .as_ref()
-        .and_then(|o| o.storage.as_ref())
-        .and_then(|s| s.deletion_policy.as_ref())
-        .is_some_and(|p| *p == GcsStorageDeletionPolicy::Retain)
+    storage(cluster).and_then(|s| s.deletion_policy.as_ref())
+        == Some(&GcsStorageDeletionPolicy::Retain)
 }
 
 /// How long after the deletion request the clean-up may hold the cluster:

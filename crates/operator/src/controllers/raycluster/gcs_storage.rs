@@ -31,12 +31,7 @@ const EVENT_FAILED: &str = "FailedToCreatePVC";
 /// takes a lock), labelled with the cluster so a retained claim is found by
 /// the next cluster of that name. Without an owner: the caller decides.
 pub fn claim(cluster: &RayCluster) -> PersistentVolumeClaim {
-    let storage = cluster
-        .spec
-        .gcs_fault_tolerance_options
-        .as_ref()
-        .and_then(|o| o.storage.clone())
-        .unwrap_or_default();
+    let storage = gcs_ft::storage(cluster).cloned().unwrap_or_default();
     let access_modes = storage
         .access_modes
         .filter(|m| !m.is_empty())

@@ -159,20 +159,21 @@ fn ray_pod(node_type: &str, terminating: bool) -> Arc<Pod> {
 }
 
 fn job(condition: Option<(&str, &str)>) -> Job {
-    let mut j = Job::default();
-    j.status = Some(JobStatus {
-        conditions: condition.map(|(t, reason)| {
-            vec![JobCondition {
-                type_: t.into(),
-                status: "True".into(),
-                reason: Some(reason.into()),
-                message: Some("m".into()),
-                ..Default::default()
-            }]
+    Job {
+        status: Some(JobStatus {
+            conditions: condition.map(|(t, reason)| {
+                vec![JobCondition {
+                    type_: t.into(),
+                    status: "True".into(),
+                    reason: Some(reason.into()),
+                    message: Some("m".into()),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
         }),
         ..Default::default()
-    });
-    j
+    }
 }
 
 #[test]
@@ -187,18 +188,18 @@ fn deletion_goes_pods_then_job_then_finalizer() {
     assert_eq!(s(&[head.clone(), worker], None, 1), Step::DeletePods);
     let going = ray_pod("head", true);
     assert_eq!(
-        s(&[going.clone()], None, 10),
+        s(std::slice::from_ref(&going), None, 10),
         Step::WaitForHead(Duration::from_secs(290))
     );
     // The clean-up pod itself is not a Ray pod to wait for.
     let cleaner = ray_pod("redis-cleanup", false);
     assert_eq!(
-        s(&[cleaner.clone()], None, 20),
+        s(std::slice::from_ref(&cleaner), None, 20),
         Step::CreateJob(Duration::from_secs(280))
     );
     let running = job(None);
     assert_eq!(
-        s(&[cleaner.clone()], Some(&running), 30),
+        s(std::slice::from_ref(&cleaner), Some(&running), 30),
         Step::WaitForJob(Duration::from_secs(270))
     );
     assert_eq!(

@@ -97,11 +97,7 @@ pub(super) fn head_ft(ctx: &PodContext, pod: &mut PodSpec) {
 }
 
 fn head_embedded_storage(cluster: &kuberay_api::RayCluster, pod: &mut PodSpec) {
-    let sub_path = cluster
-        .spec
-        .gcs_fault_tolerance_options
-        .as_ref()
-        .and_then(|o| o.storage.as_ref())
+    let sub_path = gcs_ft::storage(cluster)
         .and_then(|s| s.sub_path.clone())
         .filter(|p| !p.is_empty());
     let c = &mut pod.containers[0];
