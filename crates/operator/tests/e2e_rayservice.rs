@@ -229,8 +229,14 @@ print("failures", len(failures), failures[:5])
     })
 }
 
+/// The tests of this binary run one at a time: the zero-downtime upgrade
+/// counts failed requests, and a second RayService starting beside it on
+/// two cores made its old cluster refuse connections.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn e2e_rayservice_sample_serves_updates_in_place_and_upgrades_without_downtime() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let _permit = harness::ray_permit().await;
     operator_installed().await;
     let ns = harness::real_namespace("e2e-service").await;
@@ -358,6 +364,7 @@ fn submissions_to(cluster: &str) -> usize {
 
 #[tokio::test]
 async fn e2e_rayservice_with_gcs_ft_keeps_its_applications_across_a_head_restart() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let _permit = harness::ray_permit().await;
     operator_installed().await;
     let ns = harness::real_namespace("e2e-service-ft").await;
