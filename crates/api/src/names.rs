@@ -46,6 +46,16 @@ pub const OVERWRITE_CONTAINER_CMD_ANNOTATION: &str = "ray.io/overwrite-container
 /// Cluster annotation asking for the serve service.
 pub const ENABLE_SERVE_SERVICE_ANNOTATION: &str = "ray.io/enable-serve-service";
 pub const EXTERNAL_STORAGE_NAMESPACE_ANNOTATION: &str = "ray.io/external-storage-namespace";
+/// Cluster annotation: seconds after the deletion request when the Redis
+/// clean-up finalizer is removed even if the clean-up has not finished.
+pub const GCS_FT_DELETION_TIMEOUT_ANNOTATION: &str = "ray.io/gcs-ft-deletion-timeout";
+/// Held by a RayCluster with Redis-backed GCS fault tolerance until its
+/// keys are deleted from Redis (or the clean-up gives up).
+pub const GCS_FT_REDIS_CLEANUP_FINALIZER: &str = "ray.io/gcs-ft-redis-cleanup-finalizer";
+/// The head's volume for the embedded (rocksdb) GCS store, and where it is
+/// mounted.
+pub const GCS_STORAGE_VOLUME: &str = "gcs-storage";
+pub const GCS_STORAGE_MOUNT_PATH: &str = "/data/gcs";
 /// Head pod annotation: hash of the pod-shaping spec, for `Recreate` upgrades.
 pub const UPGRADE_HASH_ANNOTATION: &str = "ray.io/upgrade-strategy-recreate-hash";
 /// Head pod annotation: the operator version that created it.
@@ -84,6 +94,19 @@ pub fn serve_service_name(cluster: &str) -> String {
 /// `<cluster>-headless`: peer discovery of multi-host workers.
 pub fn headless_service_name(cluster: &str) -> String {
     format!("{cluster}-headless")
+}
+
+/// The claim behind the embedded GCS store: the user's, else `<cluster>-gcs-pvc`.
+pub fn gcs_storage_claim_name(cluster: &str, claim: Option<&str>) -> String {
+    match claim.filter(|c| !c.is_empty()) {
+        Some(c) => c.to_string(),
+        None => format!("{cluster}-gcs-pvc"),
+    }
+}
+
+/// `<cluster>-redis-cleanup`, kept a valid label value as KubeRay trims it.
+pub fn redis_cleanup_job_name(cluster: &str) -> String {
+    check_label(&format!("{cluster}-{REDIS_CLEANUP}"))
 }
 
 /// `<cluster>-head-ingress`.

@@ -132,15 +132,34 @@ pub const OPERATOR_RULES: &[Rule] = &[
         resources: &["jobs"],
         verbs: &["list", "watch", "create", "delete"],
         called: true,
-        why: "the RayJob submitter Job of K8sJobMode",
+        why: "the RayJob submitter Job of K8sJobMode; the Redis clean-up Job \
+              of a deleted RayCluster with GCS fault tolerance (created, cached)",
+    },
+    Rule {
+        group: "",
+        resources: &["persistentvolumeclaims"],
+        verbs: &["list", "watch", "create", "patch"],
+        called: true,
+        why: "the claim of the embedded GCS store (backend rocksdb): cached, \
+              created once, its owner reference patched when deletionPolicy \
+              changes",
+    },
+    Rule {
+        group: "",
+        resources: &["persistentvolumeclaims"],
+        verbs: &["delete"],
+        called: false,
+        why: "changing an object's ownerReferences is allowed by the \
+              OwnerReferencesPermissionEnforcement admission plugin only to \
+              those who may delete it (the GCS claim's deletionPolicy flip)",
     },
     Rule {
         group: "ray.io",
         resources: &["rayclusters"],
         verbs: &["list", "watch", "create", "patch", "delete"],
         called: true,
-        why: "RayClusters reconciled, and made, suspended and deleted by \
-              their RayJob",
+        why: "RayClusters reconciled (the Redis clean-up finalizer patched), \
+              and made, suspended and deleted by their RayJob",
     },
     Rule {
         group: "ray.io",

@@ -13,7 +13,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
-use kuberay_api::features::{FeatureGates, RAY_CRON_JOB};
+use kuberay_api::features::{FeatureGates, GCS_FAULT_TOLERANCE_EMBEDDED_STORAGE, RAY_CRON_JOB};
 use kuberay_api::raycluster::ClusterState;
 use kuberay_api::rayjob::JobDeploymentStatus;
 use kuberay_api::{RayCluster, RayCronJob, RayJob, RayService};
@@ -132,6 +132,39 @@ spec:
           containers: [{name: ray-worker, image: "rayproject/ray:2.52.0"}]
 "#;
 
+/// Head-only clusters with GCS fault tolerance: in Redis, and embedded.
+const GCS_FT_REDIS: &str = r#"
+apiVersion: ray.io/v1
+kind: RayCluster
+metadata:
+  name: rbac-ft
+spec:
+  rayVersion: "2.52.0"
+  gcsFaultToleranceOptions:
+    redisAddress: redis:6379
+  headGroupSpec:
+    rayStartParams: {}
+    template:
+      spec:
+        containers: [{name: ray-head, image: "rayproject/ray:2.52.0"}]
+"#;
+
+const GCS_FT_EMBEDDED: &str = r#"
+apiVersion: ray.io/v1
+kind: RayCluster
+metadata:
+  name: rbac-emb
+spec:
+  rayVersion: "2.57.0"
+  gcsFaultToleranceOptions:
+    backend: rocksdb
+  headGroupSpec:
+    rayStartParams: {}
+    template:
+      spec:
+        containers: [{name: ray-head, image: "rayproject/ray:2.52.0"}]
+"#;
+
 const RAYCRONJOB: &str = r#"
 apiVersion: ray.io/v1
 kind: RayCronJob
@@ -188,6 +221,9 @@ async fn the_operator_needs_every_declared_permission_and_no_other() {
     let fake = FakeDashboard::start().await;
     let mut gates = FeatureGates::default();
     gates.set(RAY_CRON_JOB, true).unwrap();
+    gates
+        .set(GCS_FAULT_TOLERANCE_EMBEDDED_STORAGE, true)
+        .unwrap();
     let clock = Arc::new(TestClock::new(jiff::Timestamp::now()));
     let op = Operator::start_timed(
         &ns.name,
@@ -322,6 +358,48 @@ async fn the_operator_needs_every_declared_permission_and_no_other() {
         .await
         .unwrap();
     condition("Suspended").await;
+
+    // GCS fault tolerance: a Redis cluster deleted through its clean-up
+    // Job, and the embedded store's claim created, then released by
+    // deletionPolicy Retain.
+    apply::<RayCluster>(&ns, GCS_FT_REDIS).await;
+    wait_running(&ns, "rbac-ft", 0).await;
+    clusters
+        .delete("rbac-ft", &Default::default())
+        .await
+        .unwrap();
+    wait_until("the Redis cluster cleaned up and gone", TIMEOUT, || async {
+        clusters
+            .get_opt("rbac-ft")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    apply::<RayCluster>(&ns, GCS_FT_EMBEDDED).await;
+    let claims = ns.api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>();
+    wait_until("the GCS storage claim", TIMEOUT, || async {
+        claims.get_opt("rbac-emb-gcs-pvc").await.ok()?
+    })
+    .await;
+    clusters
+        .patch(
+            "rbac-emb",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"gcsFaultToleranceOptions": {"storage": {"deletionPolicy": "Retain"}}}})),
+        )
+        .await
+        .unwrap();
+    wait_until("the claim released", TIMEOUT, || async {
+        let c = claims.get("rbac-emb-gcs-pvc").await.ok()?;
+        c.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 
     // An object the operator cannot read (the old v1alpha1 schema accepts
     // anything) is reported on every change: the repeats patch one Event.

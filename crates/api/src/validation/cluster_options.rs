@@ -10,15 +10,15 @@ use crate::features::{
     GCS_FAULT_TOLERANCE_EMBEDDED_STORAGE, RAY_CLUSTER_HISTORY_SERVER, RAY_CLUSTER_MTLS,
     RAY_CLUSTER_NETWORK_POLICY,
 };
+use crate::names::{
+    GCS_FT_DELETION_TIMEOUT_ANNOTATION, GCS_STORAGE_MOUNT_PATH, GCS_STORAGE_VOLUME,
+};
 use crate::raycluster::{AuthMode, GcsBackend, NetworkPolicyMode, RayClusterSpec};
 
 /// Environment variables the operator sets for GCS fault tolerance.
 const REDIS_ADDRESS_ENV: &str = "RAY_REDIS_ADDRESS";
 const REDIS_PASSWORD_ENV: &str = "REDIS_PASSWORD";
 const REDIS_USERNAME_ENV: &str = "REDIS_USERNAME";
-/// What the embedded (rocksdb) GCS backend owns in the head pod.
-pub const GCS_STORAGE_VOLUME: &str = "gcs-storage";
-pub const GCS_STORAGE_MOUNT_PATH: &str = "/data/gcs-state";
 const GCS_STORAGE_ENVS: [&str; 2] = ["RAY_gcs_storage", "RAY_gcs_storage_path"];
 /// Environment variables the operator sets when TLS is on.
 const TLS_ENVS: [&str; 4] = [
@@ -56,6 +56,22 @@ pub(crate) fn require_ray_version(
     }
 }
 
+/// The cluster's `rayVersion` when it is set, readable, and older than
+/// `min`. Unlike [`require_ray_version`], an unset version passes: KubeRay
+/// never required one for GCS fault tolerance.
+fn older_than(spec: &RayClusterSpec, min: (u64, u64, u64)) -> Option<&str> {
+    let v = spec.ray_version.as_deref()?;
+    parse_ray_version(v).filter(|have| *have < min).map(|_| v)
+}
+
+/// Ray reads its GCS storage from `RAY_REDIS_ADDRESS` since 2.0.
+const GCS_FT_MIN_RAY: (u64, u64, u64) = (2, 0, 0);
+/// `ray start --redis-username` exists since Ray 2.41.
+const REDIS_USERNAME_MIN_RAY: (u64, u64, u64) = (2, 41, 0);
+/// The GCS of older Ray exits on `RAY_gcs_storage=rocksdb` ("Unsupported
+/// GCS storage type"); KubeRay's sample of the embedded store uses 2.57.
+const ROCKSDB_MIN_RAY: (u64, u64, u64) = (2, 57, 0);
+
 pub(crate) fn gcs_fault_tolerance(errs: &mut Errors, spec: &RayClusterSpec, ctx: &ClusterContext) {
     let p = ctx.path;
     let head = &spec.head_group_spec;
@@ -65,6 +81,25 @@ pub(crate) fn gcs_fault_tolerance(errs: &mut Errors, spec: &RayClusterSpec, ctx:
     let annotation = ctx.annotations.get(FT_ENABLED_ANNOTATION);
     let params = head.ray_start_params.as_ref();
     let param = |k: &str| params.and_then(|m| m.get(k)).is_some_and(|v| !v.is_empty());
+
+    // KubeRay falls back to its default on a bad value, so a typo would
+    // silently keep a deleted cluster 5 minutes instead of the 5 hours meant.
+    if let Some(v) = ctx.annotations.get(GCS_FT_DELETION_TIMEOUT_ANNOTATION)
+        && !v.trim().parse::<u32>().is_ok_and(|s| s > 0)
+    {
+        errs.add(
+            format!("metadata.annotations[{GCS_FT_DELETION_TIMEOUT_ANNOTATION:?}]"),
+            format!("{v:?} is not a positive whole number of seconds"),
+        );
+    }
+    let enabled = spec.gcs_fault_tolerance_options.is_some()
+        || annotation.is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if enabled && let Some(v) = older_than(spec, GCS_FT_MIN_RAY) {
+        errs.add(
+            format!("{p}.rayVersion"),
+            format!("GCS fault tolerance needs Ray 2.0.0 or later, but rayVersion is {v}"),
+        );
+    }
 
     if param("redis-username") || head_env(REDIS_USERNAME_ENV) {
         errs.add(
@@ -83,6 +118,16 @@ pub(crate) fn gcs_fault_tolerance(errs: &mut Errors, spec: &RayClusterSpec, ctx:
         return;
     };
     let op = format!("{p}.gcsFaultToleranceOptions");
+    if opts.redis_username.is_some()
+        && let Some(v) = older_than(spec, REDIS_USERNAME_MIN_RAY)
+    {
+        errs.add(
+            format!("{op}.redisUsername"),
+            format!(
+                "needs Ray 2.41.0 or later (ray start --redis-username), but rayVersion is {v}"
+            ),
+        );
+    }
     if annotation.is_some_and(|v| !v.is_empty()) {
         errs.add(
             format!("metadata.annotations[{FT_ENABLED_ANNOTATION:?}]"),
@@ -127,6 +172,12 @@ pub(crate) fn gcs_fault_tolerance(errs: &mut Errors, spec: &RayClusterSpec, ctx:
     }
     match opts.backend.as_ref().unwrap_or(&GcsBackend::Redis) {
         GcsBackend::Rocksdb => {
+            if let Some(v) = older_than(spec, ROCKSDB_MIN_RAY) {
+                errs.add(
+                    format!("{p}.rayVersion"),
+                    format!("the embedded rocksdb GCS store needs Ray 2.57.0 or later, but rayVersion is {v}"),
+                );
+            }
             if !ctx.gates.enabled(GCS_FAULT_TOLERANCE_EMBEDDED_STORAGE) {
                 errs.add(
                     format!("{op}.backend"),

@@ -355,6 +355,59 @@ fn gcs_fault_tolerance_rules() {
         "spec.gcsFaultToleranceOptions.redisAddress",
         "only to the redis backend",
     );
+    let rocks_with_mount = json!({"spec": {"rayVersion": "2.57.0", "gcsFaultToleranceOptions": {"backend": "rocksdb"}, "headGroupSpec": {"template": {"spec": {"containers": [{"name": "ray-head", "volumeMounts": [{"name": "state", "mountPath": "/data/gcs"}]}]}}}}});
+    assert_error(
+        validate_raycluster(&cluster(rocks_with_mount), &all_gates()),
+        "spec.headGroupSpec.template.spec.containers[0].volumeMounts",
+        "/data/gcs",
+    );
+}
+
+#[test]
+fn gcs_fault_tolerance_needs_a_ray_that_has_it() {
+    let old_ray = json!({"spec": {"rayVersion": "1.13.0", "gcsFaultToleranceOptions": {"redisAddress": "r:6379"}}});
+    assert_error(
+        rc(old_ray),
+        "spec.rayVersion",
+        "GCS fault tolerance needs Ray 2.0.0 or later, but rayVersion is 1.13.0",
+    );
+    assert_error(
+        rc(
+            json!({"metadata": {"annotations": {"ray.io/ft-enabled": "true"}}, "spec": {"rayVersion": "1.9.2"}}),
+        ),
+        "spec.rayVersion",
+        "needs Ray 2.0.0",
+    );
+    // Turned off by the annotation, or no version given: nothing to check.
+    rc(json!({"metadata": {"annotations": {"ray.io/ft-enabled": "false"}}, "spec": {"rayVersion": "1.9.2"}})).unwrap();
+    rc(json!({"spec": {"rayVersion": null, "gcsFaultToleranceOptions": {"redisAddress": "r:6379"}}})).unwrap();
+    let username = |v: &str| json!({"spec": {"rayVersion": v, "gcsFaultToleranceOptions": {"redisAddress": "r:6379", "redisUsername": {"value": "u"}}}});
+    assert_error(
+        rc(username("2.40.0")),
+        "spec.gcsFaultToleranceOptions.redisUsername",
+        "needs Ray 2.41.0 or later",
+    );
+    rc(username("2.41.0")).unwrap();
+    let rocks = |v: &str| json!({"spec": {"rayVersion": v, "gcsFaultToleranceOptions": {"backend": "rocksdb"}}});
+    assert_error(
+        validate_raycluster(&cluster(rocks("2.52.0")), &all_gates()),
+        "spec.rayVersion",
+        "the embedded rocksdb GCS store needs Ray 2.57.0 or later, but rayVersion is 2.52.0",
+    );
+    validate_raycluster(&cluster(rocks("2.57.0")), &all_gates()).unwrap();
+}
+
+#[test]
+fn gcs_ft_deletion_timeout_must_be_seconds() {
+    let with = |v: &str| json!({"metadata": {"annotations": {"ray.io/gcs-ft-deletion-timeout": v}}, "spec": {"gcsFaultToleranceOptions": {"redisAddress": "r:6379"}}});
+    for bad in ["0", "-5", "5m", ""] {
+        assert_error(
+            rc(with(bad)),
+            "metadata.annotations[\"ray.io/gcs-ft-deletion-timeout\"]",
+            "not a positive whole number of seconds",
+        );
+    }
+    rc(with("600")).unwrap();
 }
 
 #[test]

@@ -5,7 +5,8 @@
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, Pod, PodSpec, PodStatus, Secret, Service, ServiceAccount,
+    Container, ContainerStatus, PersistentVolumeClaim, Pod, PodSpec, PodStatus, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -56,6 +57,7 @@ impl Trim for Role {}
 impl Trim for RoleBinding {}
 impl Trim for Ingress {}
 impl Trim for Job {}
+impl Trim for PersistentVolumeClaim {}
 
 /// Only the existence of a Secret matters to reconciles; its data is not
 /// kept in memory.

@@ -62,6 +62,9 @@ pub struct Config {
     /// RayService upgrades by a new cluster unless `upgradeStrategy` says
     /// otherwise (`ENABLE_ZERO_DOWNTIME`, true unless "false").
     pub zero_downtime: bool,
+    /// Clusters with Redis-backed GCS fault tolerance get the clean-up
+    /// finalizer and Job (`ENABLE_GCS_FT_REDIS_CLEANUP`, true unless "false").
+    pub redis_cleanup: bool,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             instance: "kuberay-operator".into(),
             local_time_zone: jiff::tz::TimeZone::UTC,
             zero_downtime: true,
+            redis_cleanup: true,
         }
     }
 }
@@ -113,6 +117,7 @@ impl Config {
         c.login_shell = flag("ENABLE_LOGIN_SHELL", false);
         c.deterministic_head_pod_name = flag("ENABLE_DETERMINISTIC_HEAD_POD_NAME", false);
         c.zero_downtime = flag("ENABLE_ZERO_DOWNTIME", true);
+        c.redis_cleanup = flag("ENABLE_GCS_FT_REDIS_CLEANUP", true);
         // Like KubeRay, anything but a positive number keeps the default.
         let seconds = |name: &str, default: Duration| {
             get(name)
@@ -150,6 +155,7 @@ mod tests {
         let c = Config::from_env(|k| match k {
             "ENABLE_PROBES_INJECTION" => Some("FALSE".into()),
             "ENABLE_RANDOM_POD_DELETE" => Some("true".into()),
+            "ENABLE_GCS_FT_REDIS_CLEANUP" => Some("False".into()),
             "CLUSTER_DOMAIN" => Some("corp.local".into()),
             _ => None,
         })
@@ -157,6 +163,7 @@ mod tests {
         assert!(!c.probes_injection);
         assert!(c.init_container_injection);
         assert!(c.random_pod_delete);
+        assert!(!c.redis_cleanup);
         assert_eq!(c.cluster_domain, "corp.local");
         let c = Config::from_env(|k| match k {
             "RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS" => Some("20".into()),

@@ -372,3 +372,51 @@ pub fn namespace_report(namespace: &str) -> String {
     }
     report
 }
+
+/// A Redis for GCS fault tolerance: Debian's `redis-server` (in the Ray
+/// image) as the pod `redis` behind the Service `redis:6379`, its password
+/// from the Secret `redis-auth` (key `password`), nothing kept on disk.
+pub fn redis_manifest() -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: redis-auth}}
+stringData: {{password: "{REDIS_PASSWORD}"}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: redis
+  labels: {{app: redis}}
+spec:
+  containers:
+  - name: redis
+    image: {RAY_IMAGE}
+    command: [bash, -c, 'exec redis-server --port 6379 --bind 0.0.0.0 --protected-mode no --save "" --appendonly no --requirepass "$REDIS_PASSWORD"']
+    env:
+    - name: REDIS_PASSWORD
+      valueFrom: {{secretKeyRef: {{name: redis-auth, key: password}}}}
+    ports: [{{containerPort: 6379}}]
+    resources: {{requests: {{cpu: 100m, memory: 128Mi}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: redis}}
+spec:
+  selector: {{app: redis}}
+  ports: [{{port: 6379, targetPort: 6379}}]
+"#
+    )
+}
+
+/// The password of [`redis_manifest`]'s Redis.
+pub const REDIS_PASSWORD: &str = "e2e-gcs-ft-3f9a";
+
+/// `gcsFaultToleranceOptions` for [`redis_manifest`]'s Redis.
+pub fn redis_ft_options() -> serde_json::Value {
+    serde_json::json!({
+        "redisAddress": "redis:6379",
+        "redisPassword": {"valueFrom": {"secretKeyRef": {"name": "redis-auth", "key": "password"}}},
+    })
+}

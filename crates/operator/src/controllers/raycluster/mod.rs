@@ -5,10 +5,12 @@
 
 mod autoscaling;
 mod children;
+pub mod gcs_storage;
 pub mod hash;
 pub mod metrics;
 mod pods;
 mod reconcile;
+pub mod redis_cleanup;
 pub mod scale;
 pub mod status;
 
@@ -16,13 +18,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use kuberay_api::RayCluster;
-use kuberay_api::names::{CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, NODE_TYPE_LABEL};
+use kuberay_api::names::{
+    CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, NODE_TYPE_LABEL, REDIS_CLEANUP,
+};
 use kuberay_api::tolerant::Tolerant;
 
 use super::{Registration, Shared};
@@ -56,6 +61,11 @@ pub struct Context {
     pub roles: Cache<Role>,
     pub role_bindings: Cache<RoleBinding>,
     pub secrets: Cache<Secret>,
+    /// Redis clean-up Jobs of clusters being deleted.
+    pub jobs: Cache<Job>,
+    /// Claims of the embedded GCS store, by the cluster they are labelled
+    /// with (a retained claim has no owner).
+    pub claims: Cache<PersistentVolumeClaim>,
     pub expectations: Expectations,
     /// Big scale-ups get a batch of workers per interval.
     pub pacer: Pacer,
@@ -68,6 +78,10 @@ pub struct Context {
 
 fn pod_cluster(p: &Pod) -> Option<String> {
     p.metadata.labels.as_ref()?.get(CLUSTER_LABEL).cloned()
+}
+
+fn labelled_cluster<K: ResourceExt>(o: &K) -> Option<String> {
+    o.labels().get(CLUSTER_LABEL).cloned()
 }
 
 fn owner_cluster<K: ResourceExt>(o: &K) -> Option<String> {
@@ -87,6 +101,8 @@ pub async fn run(shared: Shared, stop: Stop) {
         roles: Cache::new(owner_cluster::<Role>),
         role_bindings: Cache::new(owner_cluster::<RoleBinding>),
         secrets: Cache::new(owner_cluster::<Secret>),
+        jobs: Cache::new(owner_cluster::<Job>),
+        claims: Cache::new(labelled_cluster::<PersistentVolumeClaim>),
         expectations: Expectations::default(),
         pacer: Pacer::new(scale::PACING_INTERVAL, scale::PACED_CREATIONS_PER_SECOND),
         events: Events::new(
@@ -111,6 +127,14 @@ pub async fn run(shared: Shared, stop: Stop) {
         .owns(&ctx.roles, ours.clone())
         .owns(&ctx.role_bindings, ours.clone())
         .owns(&ctx.secrets, ours)
+        .owns(
+            &ctx.jobs,
+            watcher::Config::default().labels(&format!("{NODE_TYPE_LABEL}={REDIS_CLEANUP}")),
+        )
+        .owns(
+            &ctx.claims,
+            watcher::Config::default().labels(CLUSTER_LABEL),
+        )
         .with_store(move |store| metrics.watch(store))
         .on_delete(move |c| {
             let (name, ns) = (c.name_any(), c.namespace().unwrap_or_default());
@@ -127,3 +151,5 @@ pub async fn run(shared: Shared, stop: Stop) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_gcs_ft;

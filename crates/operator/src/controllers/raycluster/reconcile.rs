@@ -9,7 +9,7 @@ use kube::api::{Api, Patch, PatchParams};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kuberay_api::names::random_suffix;
+use kuberay_api::names::{GCS_FT_REDIS_CLEANUP_FINALIZER, random_suffix};
 use kuberay_api::schema::MANAGED_BY_KUBERAY;
 use kuberay_api::tolerant::Tolerant;
 use kuberay_api::validation::validate_raycluster;
@@ -18,11 +18,11 @@ use kuberay_api::{RayCluster, RayClusterStatus, defaults};
 use super::children::{self, ChildKind};
 use super::pods::{self, PodFailure};
 use super::status::{self, Observation};
-use super::{Context, autoscaling, hash, scale};
+use super::{Context, autoscaling, gcs_storage, hash, redis_cleanup, scale};
 use crate::controllers::readable;
 use crate::kit::applier::{self, ApplyError};
-use crate::kit::conditions;
 use crate::kit::runner::Reason;
+use crate::kit::{conditions, finalizer};
 use crate::ray::conditions::{PROVISIONED, REPLICA_FAILURE, SUSPENDING};
 use crate::ray::service;
 
@@ -42,6 +42,14 @@ pub enum Error {
     Replicas(PodFailure, String),
     #[error("{0}")]
     Refused(String),
+    #[error("updating the finalizer: {0}")]
+    Finalizer(kube::Error),
+    #[error("deleting the Ray pods before the Redis cleanup: {0}")]
+    DeletePods(kube::Error),
+    #[error("creating the Redis cleanup Job: {0}")]
+    CreateCleanupJob(kube::Error),
+    #[error("the GCS storage PVC: {0}")]
+    Storage(kube::Error),
 }
 
 impl Reason for Error {
@@ -51,6 +59,10 @@ impl Reason for Error {
             Error::Child { kind, .. } => kind.failed_reason(),
             Error::Replicas(failure, _) => failure.reason(),
             Error::Refused(_) => "PodReconciliationError",
+            Error::Finalizer(_) => "FailedToUpdateFinalizer",
+            Error::DeletePods(_) => "FailedToDeletePod",
+            Error::CreateCleanupJob(_) => "FailedToCreateRedisCleanupJob",
+            Error::Storage(_) => "FailedToCreatePVC",
         }
     }
 }
@@ -82,6 +94,11 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
         ctx.expectations.forget(&key);
         ctx.pacer.done(&key);
         ctx.group_sizes.lock().unwrap().remove(&key);
+        // Before validation: a cluster whose spec went bad must still go.
+        if finalizer::has(&cluster, GCS_FT_REDIS_CLEANUP_FINALIZER) {
+            defaults::cluster_spec(&mut cluster.spec);
+            return redis_cleanup::on_deletion(&cluster, &ctx).await;
+        }
         return Ok(Action::await_change());
     }
     defaults::cluster_spec(&mut cluster.spec);
@@ -115,13 +132,24 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
         s.reason = None;
     }
 
+    // Before any pod: a GCS never writes to Redis without the finalizer
+    // that cleans up after it. The patch's watch event brings the cluster
+    // back.
+    if redis_cleanup::needs_finalizer(&cluster, &ctx.cfg) {
+        finalizer::add(&ctx.client, &cluster, GCS_FT_REDIS_CLEANUP_FINALIZER)
+            .await
+            .map_err(Error::Finalizer)?;
+        return Ok(Action::await_change());
+    }
     report_scaling(&ctx, &cluster, &key).await;
 
     ctx.pods.wait_ready().await;
     ctx.services.wait_ready().await;
     ctx.secrets.wait_ready().await;
+    ctx.claims.wait_ready().await;
     let owner = applier::owner_reference(&cluster);
     children::reconcile_children(&cluster, &ctx, &owner).await?;
+    gcs_storage::reconcile(&cluster, &ctx).await?;
 
     let cached = ctx.pods.owned_by(&ns, &name);
     let pods = ctx.expectations.view(&key, cached);

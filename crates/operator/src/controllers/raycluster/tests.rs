@@ -53,7 +53,7 @@ spec:
             requests: {cpu: 500m, memory: 1G}
 "#;
 
-fn cluster(patch: serde_json::Value) -> RayCluster {
+pub(super) fn cluster(patch: serde_json::Value) -> RayCluster {
     let mut v: serde_json::Value = serde_yaml::from_str(CLUSTER).unwrap();
     merge(&mut v, &patch);
     let mut c: RayCluster = serde_json::from_value(v).unwrap();
@@ -83,17 +83,17 @@ fn merge(base: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
-fn env<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
+pub(super) fn env<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
     c.env.iter().flatten().find(|e| e.name == name)
 }
 
-fn env_value(c: &Container, name: &str) -> String {
+pub(super) fn env_value(c: &Container, name: &str) -> String {
     env(c, name)
         .and_then(|e| e.value.clone())
         .unwrap_or_else(|| panic!("no env {name}"))
 }
 
-fn ctx_pod(c: &RayCluster, f: impl FnOnce(&PodContext) -> Pod) -> Pod {
+pub(super) fn ctx_pod(c: &RayCluster, f: impl FnOnce(&PodContext) -> Pod) -> Pod {
     let cfg = Config::default();
     f(&PodContext {
         cluster: c,

@@ -2,13 +2,15 @@
 //! field-reference variables, GCS fault tolerance and auth.
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector,
+    Container, EnvVar, EnvVarSource, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
+    PodSpec, SecretKeySelector, Volume, VolumeMount,
 };
 use kuberay_api::RayClusterSpec;
 use kuberay_api::names::*;
-use kuberay_api::raycluster::{AuthMode, GcsBackend};
+use kuberay_api::raycluster::AuthMode;
 
 use super::PodContext;
+use crate::ray::gcs_ft;
 
 pub(super) fn env(name: &str, value: &str) -> EnvVar {
     EnvVar {
@@ -42,51 +44,28 @@ pub(crate) fn push_field_env(c: &mut Container, name: &str, path: &str) {
     });
 }
 
-pub(super) fn gcs_ft_enabled(ctx: &PodContext) -> bool {
-    ctx.cluster_annotation(FT_ENABLED_ANNOTATION)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        || ctx.spec().gcs_fault_tolerance_options.is_some()
-}
-
-pub(super) fn is_redis_backend(spec: &RayClusterSpec) -> bool {
-    spec.gcs_fault_tolerance_options
-        .as_ref()
-        .and_then(|o| o.backend.as_ref())
-        .is_none_or(|b| *b == GcsBackend::Redis)
-}
-
-/// The key namespace in Redis: the cluster's UID unless an annotation or the
-/// options name one (the options win).
-pub(super) fn external_storage_namespace(ctx: &PodContext) -> String {
-    let from_options = ctx
-        .spec()
-        .gcs_fault_tolerance_options
-        .as_ref()
-        .and_then(|o| o.external_storage_namespace.clone())
-        .filter(|n| !n.is_empty());
-    from_options
-        .or_else(|| {
-            ctx.cluster_annotation(EXTERNAL_STORAGE_NAMESPACE_ANNOTATION)
-                .map(String::from)
-        })
-        .unwrap_or_else(|| ctx.cluster.metadata.uid.clone().unwrap_or_default())
-}
-
-pub(super) fn head_ft_env(ctx: &PodContext, c: &mut Container) {
+/// GCS fault tolerance on the head: where its state goes. Redis: the key
+/// namespace, the address and the credentials as env (the `ray start` line
+/// refers to the credentials by name). Embedded: the RocksDB store on the
+/// cluster's claim, mounted where Ray is told to keep it.
+pub(super) fn head_ft(ctx: &PodContext, pod: &mut PodSpec) {
+    let cluster = ctx.cluster;
     let spec = ctx.spec();
-    if !is_redis_backend(spec) {
+    if gcs_ft::embedded(spec) {
+        head_embedded_storage(cluster, pod);
         return;
     }
+    let c = &mut pod.containers[0];
     push_env_if_absent(
         c,
         "RAY_external_storage_namespace",
-        &external_storage_namespace(ctx),
+        &gcs_ft::storage_namespace(cluster),
     );
     match &spec.gcs_fault_tolerance_options {
         Some(o) => {
             push_env(
                 c,
-                "RAY_REDIS_ADDRESS",
+                gcs_ft::REDIS_ADDRESS_ENV,
                 o.redis_address.as_deref().unwrap_or_default(),
             );
             for (name, cred) in [
@@ -103,6 +82,8 @@ pub(super) fn head_ft_env(ctx: &PodContext, c: &mut Container) {
             }
         }
         None => {
+            // The old form: a password given as a `ray start` flag reaches
+            // the Redis clean-up Job through this env.
             let password = spec
                 .head_group_spec
                 .ray_start_params
@@ -113,6 +94,31 @@ pub(super) fn head_ft_env(ctx: &PodContext, c: &mut Container) {
             }
         }
     }
+}
+
+fn head_embedded_storage(cluster: &kuberay_api::RayCluster, pod: &mut PodSpec) {
+    let sub_path = gcs_ft::storage(cluster)
+        .and_then(|s| s.sub_path.clone())
+        .filter(|p| !p.is_empty());
+    let c = &mut pod.containers[0];
+    push_env_if_absent(c, "RAY_gcs_storage", "rocksdb");
+    push_env_if_absent(c, "RAY_gcs_storage_path", GCS_STORAGE_MOUNT_PATH);
+    c.volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(VolumeMount {
+            name: GCS_STORAGE_VOLUME.into(),
+            mount_path: GCS_STORAGE_MOUNT_PATH.into(),
+            sub_path,
+            ..Default::default()
+        });
+    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: GCS_STORAGE_VOLUME.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: gcs_ft::storage_claim(cluster),
+            read_only: None,
+        }),
+        ..Default::default()
+    });
 }
 
 /// Token authentication: the token comes from the cluster's Secret.

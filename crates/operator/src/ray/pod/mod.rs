@@ -17,12 +17,12 @@ mod probes;
 mod volumes;
 mod wait_gcs;
 
-use crate::ray::autoscaler;
+use crate::ray::{autoscaler, gcs_ft};
 
 use crate::runtime::config::{Config, KUBERAY_VERSION};
 use command::Node;
+use env::head_ft;
 pub(crate) use env::{auth_env, push_env, push_env_if_absent, push_field_env};
-use env::{external_storage_namespace, gcs_ft_enabled, head_ft_env, is_redis_backend};
 use probes::add_probes;
 use volumes::{add_ray_logs_volume, add_shared_memory};
 use wait_gcs::wait_gcs_container;
@@ -138,12 +138,12 @@ pub fn head_pod(ctx: &PodContext) -> Pod {
         .as_ref()
         .and_then(|m| m.annotations.clone())
         .unwrap_or_default();
-    let ft = gcs_ft_enabled(ctx);
+    let ft = gcs_ft::enabled(ctx.cluster);
     annotations.insert(FT_ENABLED_ANNOTATION.into(), ft.to_string());
-    if ft && is_redis_backend(spec) {
+    if gcs_ft::uses_redis(ctx.cluster) {
         annotations.insert(
             EXTERNAL_STORAGE_NAMESPACE_ANNOTATION.into(),
-            external_storage_namespace(ctx),
+            gcs_ft::storage_namespace(ctx.cluster),
         );
     }
     annotations.insert(UPGRADE_HASH_ANNOTATION.into(), ctx.spec_hash.to_string());
@@ -178,7 +178,7 @@ pub fn head_pod(ctx: &PodContext) -> Pod {
         add_ray_logs_volume(pod_spec);
     }
     if ft {
-        head_ft_env(ctx, &mut pod_spec.containers[0]);
+        head_ft(ctx, pod_spec);
     }
     let node = Node::Head;
     let params = command::params(
@@ -234,7 +234,9 @@ pub fn worker_pod(ctx: &PodContext, slot: &WorkerSlot) -> Pod {
             .get_or_insert_with(Vec::new)
             .push(wait);
     }
-    if gcs_ft_enabled(ctx) {
+    // Workers wait for a restarted head's GCS for 10 minutes instead of
+    // Ray's 60 s, which a head pod rescheduled elsewhere often needs.
+    if gcs_ft::enabled(ctx.cluster) {
         push_env_if_absent(
             &mut pod_spec.containers[0],
             "RAY_gcs_rpc_server_reconnect_timeout_s",
