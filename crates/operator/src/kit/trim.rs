@@ -1,7 +1,8 @@
 //! What the cache keeps of each kind. Pods dominate memory at scale, so
 //! they keep only what reconciles and status read: identity, labels,
 //! annotations, the restart policy and container names, phase, IP,
-//! conditions and container states. `managedFields` go everywhere.
+//! conditions, container states (and the last one of a restarted
+//! container). `managedFields` go everywhere.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
@@ -42,6 +43,10 @@ impl Trim for Pod {
                         ready: c.ready,
                         restart_count: c.restart_count,
                         state: c.state,
+                        // Why a restarted container died (a status quotes
+                        // a crash-looping sidecar's last words); a few
+                        // containers restart, so it costs little memory.
+                        last_state: c.last_state.filter(|_| c.restart_count > 0),
                         ..Default::default()
                     })
                     .collect()

@@ -74,11 +74,11 @@ cmd, arg = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "")
 if cmd == "hold":
     Holder.options(name=arg, lifetime="detached").remote()
 elif cmd == "where":
-    print(ray.get(ray.get_actor(arg).host.remote(), timeout=60))
+    print("OUT=" + ray.get(ray.get_actor(arg).host.remote(), timeout=60))
 elif cmd == "drop":
     ray.kill(ray.get_actor(arg))
 elif cmd == "workers":
-    print(sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0))
+    print("OUT=%d" % sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0))
 "#;
 
 fn driver(ns: &TestNamespace, head: &str, args: &[&str]) -> Result<String, String> {
@@ -89,7 +89,13 @@ fn driver(ns: &TestNamespace, head: &str, args: &[&str]) -> Result<String, Strin
             .args(args),
         None,
     )
-    .map(|out| out.trim().to_string())
+    // Ray may print warnings of its own around the answer.
+    .map(|out| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("OUT="))
+            .unwrap_or(out.trim())
+            .to_string()
+    })
 }
 
 /// Waits for `check`; a timeout panics with the namespace's pods, their
