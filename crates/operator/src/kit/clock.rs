@@ -3,10 +3,22 @@
 //! waits for the next minute.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use jiff::{SignedDuration, Timestamp};
+
+/// How long ago `since` was at `now`; zero when there is no such time (a
+/// missing timestamp ages nothing).
+pub fn age(
+    since: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    now: Timestamp,
+) -> Duration {
+    since
+        .map(|t| now.duration_since(t.0).unsigned_abs())
+        .unwrap_or_default()
+}
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;

@@ -4,10 +4,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kuberay_api::names::{GCS_FT_REDIS_CLEANUP_FINALIZER, random_suffix};
 use kuberay_api::schema::MANAGED_BY_KUBERAY;
@@ -22,7 +21,7 @@ use super::{Context, autoscaling, gcs_storage, hash, redis_cleanup, scale};
 use crate::controllers::readable;
 use crate::kit::applier::{self, ApplyError};
 use crate::kit::runner::Reason;
-use crate::kit::{conditions, finalizer};
+use crate::kit::{clock, conditions, finalizer};
 use crate::ray::conditions::{PROVISIONED, REPLICA_FAILURE, SUSPENDING};
 use crate::ray::service;
 
@@ -210,12 +209,10 @@ pub async fn reconcile(obj: Arc<Tolerant<RayCluster>>, ctx: Arc<Context>) -> Res
     );
     let now_provisioned = conditions::is_true(new_status.conditions.as_ref(), PROVISIONED);
     if write_status(&ctx, &cluster, new_status).await? && now_provisioned && !was_provisioned {
-        let age = cluster
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
-            .unwrap_or_default();
+        let age = clock::age(
+            cluster.metadata.creation_timestamp.as_ref(),
+            jiff::Timestamp::now(),
+        );
         ctx.metrics
             .provisioned(&name, &ns, &cluster.uid().unwrap_or_default(), age);
     }

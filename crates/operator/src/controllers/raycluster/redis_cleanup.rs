@@ -225,12 +225,10 @@ pub fn needs_finalizer(cluster: &RayCluster, cfg: &Config) -> bool {
 pub(super) async fn on_deletion(cluster: &RayCluster, ctx: &Context) -> Result<Action, Error> {
     let ns = cluster.namespace().unwrap_or_default();
     let name = cluster.name_any();
-    let since = cluster
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
-        .unwrap_or_default();
+    let since = crate::kit::clock::age(
+        cluster.metadata.deletion_timestamp.as_ref(),
+        jiff::Timestamp::now(),
+    );
     let pods = ctx.pods.owned_by(&ns, &name);
     let job = ctx.jobs.owned_by(&ns, &name).into_iter().next();
     let step = plan(cluster, &ctx.cfg, &pods, job.as_deref(), since);

@@ -184,11 +184,7 @@ fn settle(job: &RayJob, old: &RayJobStatus, st: &mut RayJobStatus, now: Timestam
         && !terminal(&old.job_deployment_status)
         && old.job_deployment_status != st.job_deployment_status
     {
-        let took = st
-            .start_time
-            .as_ref()
-            .map(|t| now.duration_since(t.0).unsigned_abs())
-            .unwrap_or_default();
+        let took = crate::kit::clock::age(st.start_time.as_ref(), now);
         let status = st
             .job_deployment_status
             .clone()
