@@ -2,7 +2,10 @@
 //! `redis-server`, run from the Ray image, its password in a Secret): a
 //! detached actor outlives its head pod, the workers ride out the restart,
 //! deletion removes the cluster's keys from Redis, and with Redis gone the
-//! deletion still ends, with a Warning saying what may be left.
+//! deletion still ends, with a Warning saying what may be left. And the
+//! embedded store: KubeRay's `ray-cluster.embedded-gcs-ft.yaml`, unchanged,
+//! keeps its GCS in RocksDB on a claim the test control plane's host-path
+//! provisioner binds, and a detached actor outlives the head the same way.
 //!
 //! Every test here is named `e2e_*` (see `tests/e2e.rs`).
 
@@ -12,14 +15,19 @@ mod support;
 use std::time::{Duration, Instant};
 
 use e2e_support::*;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
 use kube::api::DeleteParams;
 use kuberay_api::RayCluster;
 use kuberay_testenv::harness::{self, TestNamespace, wait_until};
+use kuberay_testenv::samples;
 use support::cli::{kubectl, run, try_run};
 
 const FINALIZER: &str = "ray.io/gcs-ft-redis-cleanup-finalizer";
+/// The embedded store is alpha in KubeRay v1.7, off unless asked for; every
+/// test here runs with it on (it only widens what is accepted).
+const EMBEDDED_GATE: &[&str] =
+    &[r#"featureGates=[{"name":"GCSFaultToleranceEmbeddedStorage","enabled":true}]"#];
 
 /// A small cluster keeping its GCS in that Redis; the head runs no tasks,
 /// so the actor lives on a worker that must outlast the head.
@@ -169,7 +177,7 @@ print("count", ray.get(ray.get_actor("counter").incr.remote(), timeout=60))
 #[tokio::test]
 async fn e2e_a_head_restart_keeps_the_cluster_state_and_deletion_cleans_redis() {
     let _permit = harness::ray_permit().await;
-    operator_installed().await;
+    operator_installed_with(EMBEDDED_GATE).await;
     let ns = harness::real_namespace("e2e-gcsft").await;
     apply_documents(&ns, &redis_manifest()).await;
     let rc: RayCluster = apply_yaml(&ns, &cluster_manifest("ft", 1, "")).await;
@@ -304,4 +312,86 @@ async fn e2e_a_head_restart_keeps_the_cluster_state_and_deletion_cleans_redis() 
     eprintln!("warning: {left:?}");
     assert!(left.1.contains(&down_uid), "{left:?}");
     assert!(left.1.contains("redis:6379"), "{left:?}");
+}
+
+#[tokio::test]
+async fn e2e_the_embedded_store_on_a_claim_keeps_the_state_across_a_head_restart() {
+    let _permit = harness::ray_permit().await;
+    operator_installed_with(EMBEDDED_GATE).await;
+    let ns = harness::real_namespace("e2e-gcsrocks").await;
+    let name = "raycluster-embedded-gcs-ft";
+    let claim_name = format!("{name}-gcs-pvc");
+    let rc: RayCluster =
+        apply_yaml(&ns, &samples::required("ray-cluster.embedded-gcs-ft.yaml")).await;
+    wait_cluster(&ns, name, "the cluster ready", |rc| {
+        (rc.status.as_ref()?.state.as_ref()?.to_string() == "ready").then_some(())
+    })
+    .await;
+
+    // The claim was made for the cluster, owned by it, and bound by the
+    // control plane's default class; the head mounts it.
+    let claim = ns
+        .api::<PersistentVolumeClaim>()
+        .get(&claim_name)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Bound")
+    );
+    assert!(
+        claim
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == rc.uid().unwrap()),
+        "{:?}",
+        claim.owner_references()
+    );
+    let volume = claim.spec.as_ref().unwrap().volume_name.clone().unwrap();
+    let head = ray_pod(&ns, name, "head").await;
+    let stored = exec(
+        &ns,
+        &head.name_any(),
+        "ray-head",
+        &["ls", "-A", "/data/gcs"],
+    );
+    assert!(!stored.trim().is_empty(), "nothing written under /data/gcs");
+
+    let out = exec(&ns, &head.name_any(), "ray-head", &["python", "-c", ACTOR]);
+    assert!(out.contains("count 1"), "{out}");
+    ns.api::<Pod>()
+        .delete(&head.name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    let new_head = wait_cluster(&ns, name, "HeadPodReady True on a new head", |rc| {
+        let s = rc.status.as_ref()?;
+        let pod = s.head.as_ref()?.pod_name.clone()?;
+        (ready_condition(rc, "HeadPodReady")? == "True" && pod != head.name_any()).then_some(pod)
+    })
+    .await;
+    // A GCS without its state would know no actor named counter: the new
+    // head read it back from RocksDB on the claim.
+    let out = exec(&ns, &new_head, "ray-head", &["python", "-c", CALL_ACTOR]);
+    assert!(out.contains("count 2"), "{out}");
+
+    // DeleteWithCluster (the default): the claim goes with the cluster and
+    // the provisioner removes the released volume.
+    ns.api::<RayCluster>()
+        .delete(name, &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_deleted(&ns, name, RAY_TIMEOUT).await;
+    wait_until("the claim and its volume gone", RAY_TIMEOUT, || async {
+        let claim = ns
+            .api::<PersistentVolumeClaim>()
+            .get_opt(&claim_name)
+            .await
+            .ok()?;
+        let pv = kube::Api::<PersistentVolume>::all(ns.client.clone())
+            .get_opt(&volume)
+            .await
+            .ok()?;
+        (claim.is_none() && pv.is_none()).then_some(())
+    })
+    .await;
 }

@@ -26,6 +26,7 @@ use crate::image::ImageSpec;
 use crate::nodes::{STAGES, SimNode, default_nodes};
 use crate::pki::{CertFiles, Pki, PkiOptions};
 use crate::process::Processes;
+use crate::provisioner::HostPathProvisioner;
 use crate::realnodes::{RealNodeOptions, RealNodes, StartContext};
 
 /// How a control plane is started.
@@ -78,6 +79,8 @@ pub const SIMULATED_NODE_TAINT: &str = "kwok.x-k8s.io/node";
 
 /// A running control plane. Dropping it stops every process.
 pub struct ControlPlane {
+    /// First: stops polling before the API server goes away.
+    _provisioner: Option<HostPathProvisioner>,
     processes: Processes,
     /// After `processes`: dropped (releasing the slot) once they are stopped.
     real: Option<RealNodes>,
@@ -443,8 +446,19 @@ impl ControlPlane {
             }
             std::fs::copy(&kubeconfig, extra).map_err(|e| Error::io(extra, e))?;
         }
+        // Claims (the embedded GCS store's) need a default class on real
+        // nodes; simulated pods mount nothing, so they go without.
+        let provisioner = match &real {
+            Some(_) => Some(HostPathProvisioner::start(
+                &kubeconfig,
+                dir.join("volumes"),
+                dir.join("logs").join("hostpath-provisioner.log"),
+            )?),
+            None => None,
+        };
         procs.start_monitor();
         Ok(Self {
+            _provisioner: provisioner,
             processes: procs,
             real,
             kubeconfig,

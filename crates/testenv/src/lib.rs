@@ -12,6 +12,7 @@ pub mod jsondiff;
 pub mod nodes;
 pub mod pki;
 pub mod process;
+pub mod provisioner;
 pub mod ray;
 pub mod realnodes;
 pub mod samples;

@@ -20,6 +20,8 @@ use kuberay_testenv::realnodes::images::operator_image;
 
 use crate::support::cli::{helm, kubectl, repo, run, try_run};
 
+/// Any `rayproject/ray` tag runs the one local image, whose Ray is the
+/// version pinned in `hack/versions.env`.
 pub const RAY_IMAGE: &str = "rayproject/ray:2.52.0";
 /// Real Ray starts in tens of seconds; on a loaded two-core machine with
 /// other clusters starting, a few minutes.
@@ -30,6 +32,12 @@ pub const OPERATOR_NAMESPACE: &str = "kuberay-system";
 /// does: `helm install kuberay-operator helm-chart/kuberay-operator` with
 /// the chart's defaults, its image built from this test's operator binary.
 pub async fn operator_installed() {
+    operator_installed_with(&[]).await
+}
+
+/// As [`operator_installed`], with chart values replaced by `--set-json`
+/// arguments (e.g. a feature gate); the first call in a binary decides.
+pub async fn operator_installed_with(set_json: &'static [&'static str]) {
     static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     INSTALLED
         .get_or_init(|| async {
@@ -51,6 +59,7 @@ pub async fn operator_installed() {
                         .args(["install", "kuberay-operator"])
                         .arg(repo().join("helm-chart/kuberay-operator"))
                         .args(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"])
+                        .args(set_json.iter().flat_map(|v| ["--set-json", v]))
                         .args(["--wait", "--timeout", "5m"]),
                     None,
                 );
