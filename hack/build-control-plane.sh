@@ -9,6 +9,10 @@
 #   helm                                                              (helm.sh/helm/v3)
 #   coredns, with only the plugins the real nodes use (hack/coredns)  (github.com/coredns/coredns)
 #
+# and fetches the Gateway API standard CRDs (sigs.k8s.io/gateway-api,
+# config/crd/standard), which the RayService incremental-upgrade tests
+# install into the test control plane.
+#
 # Each lands in $KUBERAY_RS_CACHE/<component>-<version>/bin and is moved there
 # only after a successful build, so an interrupted run never leaves a broken
 # binary behind. Prints the directories on stdout as KEY=path lines.
@@ -161,3 +165,25 @@ if ! have_all "$coredns_bin" coredns; then
   rm -rf "$coredns_bin.build"
 fi
 echo "COREDNS_BIN=$coredns_bin"
+
+# --- Gateway API CRDs ----------------------------------------------------
+# Not built: the module's config/crd/standard/*.yaml, copied out of the Go
+# module cache.
+gateway_crds="$cache/gateway-api-$GATEWAY_API_VERSION/crds"
+if [ ! -f "$gateway_crds/gateway.networking.k8s.io_httproutes.yaml" ]; then
+  log "fetching the Gateway API $GATEWAY_API_VERSION CRDs"
+  src="$cache/src/gateway-api-$GATEWAY_API_VERSION"
+  new_wrapper "$src"
+  mod_dir="$(cd "$src" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" 2>"$src/get.log" |
+    sed -n 's/.*"Dir": "\(.*\)".*/\1/p')" || true
+  [ -n "$mod_dir" ] && [ -d "$mod_dir/config/crd/standard" ] || {
+    cat "$src/get.log" >&2
+    die "could not download sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION from the Go module proxy."
+  }
+  tmp="$gateway_crds.tmp.$$"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  cp "$mod_dir"/config/crd/standard/*.yaml "$tmp"/
+  chmod u+w "$tmp"/*.yaml
+  rm -rf "$gateway_crds" && mv "$tmp" "$gateway_crds"
+fi
+echo "GATEWAY_API_CRDS=$gateway_crds"

@@ -92,6 +92,16 @@ pub const OPERATOR_RULES: &[Rule] = &[
         why: "the head ingress of enableIngress, cached and server-side applied",
     },
     Rule {
+        group: "gateway.networking.k8s.io",
+        resources: &["gateways", "httproutes"],
+        verbs: &["get", "create", "patch"],
+        called: true,
+        why: "the Gateway and HTTPRoute of a RayService's incremental upgrade: \
+              read each reconcile (not watched, so the operator runs where the \
+              Gateway API is not installed), created, their spec patched back \
+              when it drifted or the traffic weights move",
+    },
+    Rule {
         group: "",
         resources: &["services", "serviceaccounts"],
         verbs: &["create"],

@@ -3,7 +3,7 @@
 //! versions come from `hack/versions.env`, read at compile time so the script
 //! and this crate can never disagree about which build to use.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::Error;
@@ -48,6 +48,9 @@ pub struct Binaries {
     pub kubelet: PathBuf,
     pub kube_proxy: PathBuf,
     pub coredns: PathBuf,
+    /// The Gateway API standard CRDs (a directory of YAML files), which the
+    /// build script fetches with the binaries.
+    pub gateway_api_crds: PathBuf,
 }
 
 impl Binaries {
@@ -89,21 +92,26 @@ impl Binaries {
             kubectl: k8s.join("kubectl"),
             kwok: dir("kwok", "KWOK_VERSION").join("kwok"),
             helm: dir("helm", "HELM_VERSION").join("helm"),
+            gateway_api_crds: cache
+                .join(format!("gateway-api-{}", version("GATEWAY_API_VERSION")))
+                .join("crds"),
         }
     }
 
-    fn all(&self) -> [&Path; 10] {
+    fn all(&self) -> [PathBuf; 11] {
         [
-            &self.kubelet,
-            &self.kube_proxy,
-            &self.coredns,
-            &self.etcd,
-            &self.kube_apiserver,
-            &self.kube_controller_manager,
-            &self.kube_scheduler,
-            &self.kubectl,
-            &self.kwok,
-            &self.helm,
+            self.gateway_api_crds
+                .join("gateway.networking.k8s.io_httproutes.yaml"),
+            self.kubelet.clone(),
+            self.kube_proxy.clone(),
+            self.coredns.clone(),
+            self.etcd.clone(),
+            self.kube_apiserver.clone(),
+            self.kube_controller_manager.clone(),
+            self.kube_scheduler.clone(),
+            self.kubectl.clone(),
+            self.kwok.clone(),
+            self.helm.clone(),
         ]
     }
 

@@ -217,39 +217,69 @@ pub fn health() -> String {
 /// `config/crd/bases` and waits until each is Established. Idempotent, so
 /// every test may call it.
 pub async fn install_crds() {
+    install_crd_dir(&crate::repo_root().join("config/crd/bases")).await;
+}
+
+/// Installs (server-side applies) the Gateway API standard CRDs fetched by
+/// `hack/build-control-plane.sh` (`GATEWAY_API_VERSION` of
+/// `hack/versions.env`) and waits until each is Established. Idempotent.
+pub async fn install_gateway_api_crds() {
+    let dir = crate::binaries::Binaries::ensure()
+        .unwrap_or_else(|e| panic!("the Gateway API CRDs are not available: {e}"))
+        .gateway_api_crds;
+    install_crd_dir(&dir).await;
+}
+
+async fn install_crd_dir(dir: &Path) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::api::{Patch, PatchParams};
-    let dir = crate::repo_root().join("config/crd/bases");
+    use serde::Deserialize;
     let api: Api<CustomResourceDefinition> = Api::all(client().await);
-    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     entries.sort();
+    assert!(!entries.is_empty(), "no CRD in {}", dir.display());
     for path in entries {
         let text = std::fs::read_to_string(&path).unwrap();
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
-        let name = crd.metadata.name.clone().unwrap();
-        api.patch(
-            &name,
-            &PatchParams::apply("kuberay-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("installing {name}: {e}"));
-        wait_until(
-            &format!("{name} to be Established"),
-            Duration::from_secs(30),
-            || async {
-                let c = api.get(&name).await.ok()?;
-                let ok = c
-                    .status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                ok.then_some(())
-            },
-        )
-        .await;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = serde_json::Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if v["kind"] != "CustomResourceDefinition" {
+                continue;
+            }
+            let crd: CustomResourceDefinition = serde_json::from_value(v).unwrap();
+            apply_crd(&api, &crd).await;
+        }
     }
+}
+
+async fn apply_crd(
+    api: &Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) {
+    use kube::api::{Patch, PatchParams};
+    let name = crd.metadata.name.clone().unwrap();
+    api.patch(
+        &name,
+        &PatchParams::apply("kuberay-tests").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("installing {name}: {e}"));
+    wait_until(
+        &format!("{name} to be Established"),
+        Duration::from_secs(30),
+        || async {
+            let c = api.get(&name).await.ok()?;
+            let ok = c
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            ok.then_some(())
+        },
+    )
+    .await;
 }

@@ -4,11 +4,16 @@
 //! cluster that is ready to serve, and upgrades without downtime: a spec
 //! change that needs a new cluster prepares a pending one, switches the
 //! services once its applications run, then deletes the old one after
-//! `rayClusterDeletionDelaySeconds`.
+//! `rayClusterDeletionDelaySeconds`; or, with
+//! `NewClusterWithIncrementalUpgrade`, moves Serve capacity and Gateway API
+//! traffic over step by step.
 
 pub mod cluster;
+pub mod gateway;
+pub mod incremental;
 pub mod metrics;
 mod reconcile;
+mod routing;
 pub mod serve;
 pub mod services;
 pub mod status;
@@ -82,6 +87,12 @@ fn owner_service<K: ResourceExt>(o: &K) -> Option<String> {
     controller_owner(o.meta(), "RayService")
 }
 
+/// The RayService of a service: its owner, or the owner of the cluster
+/// whose per-cluster serve service it is (incremental upgrade).
+fn service_owner(s: &Service) -> Option<String> {
+    owner_service(s).or_else(|| services::service_of_cluster_serve(s))
+}
+
 /// The RayService of a head pod: its cluster is `<service>-<5 characters>`.
 fn service_of_head_pod(p: &Pod) -> Option<String> {
     let cluster = p.labels().get(CLUSTER_LABEL)?;
@@ -96,7 +107,7 @@ pub async fn run(shared: Shared, stop: Stop) {
         client: env.client.clone(),
         cfg: shared.cfg.clone(),
         clusters: Cache::new(owner_service::<RayCluster>),
-        services: Cache::new(owner_service::<Service>),
+        services: Cache::new(service_owner),
         head_pods: Cache::new(service_of_head_pod),
         events: Events::new(
             env.events_client.clone(),

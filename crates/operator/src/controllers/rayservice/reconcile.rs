@@ -26,6 +26,9 @@ use kuberay_api::validation::validate_rayservice;
 use kuberay_api::{RayCluster, RayService, RayServiceStatuses};
 
 use super::cluster::{self, Plan};
+use super::gateway::{self, HTTPRoute};
+use super::incremental::{self, Rollback};
+use super::routing::{self, Routes};
 use super::status::{self, *};
 use super::suspend::{self, Step};
 use super::{Context, FINALIZER, Key, serve, services};
@@ -63,6 +66,17 @@ pub enum Error {
     Finalizer(kube::Error),
     #[error("updating the status: {}", api_message(.0))]
     Status(kube::Error),
+    #[error("reading the Gateway API objects: {}", api_message(.0))]
+    GatewayApi(kube::Error),
+    #[error("writing the {kind} {name}: {}", api_message(.source))]
+    Routing {
+        kind: String,
+        name: String,
+        create: bool,
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    TargetCapacity(String),
 }
 
 impl Reason for Error {
@@ -78,6 +92,14 @@ impl Reason for Error {
             Error::Endpoints { .. } => "FailedToListEndpointSlices",
             Error::Finalizer(_) => "FailedToUpdateFinalizer",
             Error::Status(_) => "FailedToUpdateStatus",
+            Error::GatewayApi(_) => "FailedToReadGatewayAPIObjects",
+            Error::Routing { kind, create, .. } => match (kind.as_str(), create) {
+                ("Gateway", true) => "FailedToCreateGateway",
+                ("Gateway", false) => "FailedToUpdateGateway",
+                (_, true) => "FailedToCreateHTTPRoute",
+                (_, false) => "FailedToUpdateHTTPRoute",
+            },
+            Error::TargetCapacity(_) => "FailedToUpdateTargetCapacity",
         }
     }
 }
@@ -136,6 +158,10 @@ pub async fn reconcile(obj: Arc<Tolerant<RayService>>, ctx: Arc<Context>) -> Res
         write_status(svc, &old, st, &ctx).await?;
         return Ok(cleanup.map_or_else(Action::await_change, Action::requeue));
     }
+    let incremental = incremental::enabled(svc, &ctx.cfg.gates);
+    if incremental && !routing::gateway_api_installed(&ctx).await? {
+        return gateway_api_missing(svc, &old, st, &ctx, &now).await;
+    }
     let mut pass = Pass::default();
     let result = converge(svc, &key, &mut st, &ctx, &mut pass).await;
     st.observed_generation = svc.metadata.generation;
@@ -162,6 +188,42 @@ pub async fn reconcile(obj: Arc<Tolerant<RayService>>, ctx: Arc<Context>) -> Res
         wait = wait.min(deadline + Duration::from_millis(100));
     }
     Ok(Action::requeue(wait))
+}
+
+/// How often a RayService waiting for the Gateway API CRDs looks again.
+const GATEWAY_API_RECHECK: Duration = Duration::from_secs(30);
+
+/// An incremental upgrade on a cluster without the Gateway API: said in the
+/// `Ready` condition and one Warning event, nothing created, looked at
+/// again now and then (installing the CRDs changes no RayService).
+async fn gateway_api_missing(
+    svc: &RayService,
+    old: &RayServiceStatuses,
+    mut st: RayServiceStatuses,
+    ctx: &Context,
+    now: &Time,
+) -> Result<Action, Error> {
+    let msg = "spec.upgradeStrategy.type NewClusterWithIncrementalUpgrade needs the Gateway API \
+               (gateway.networking.k8s.io/v1 Gateway and HTTPRoute), whose CRDs are not installed \
+               in this cluster: install the Gateway API standard CRDs and a Gateway controller \
+               for the gatewayClassName, or use upgradeStrategy.type NewCluster";
+    let known = status::reason_of(old, READY) == Some(GATEWAY_API_MISSING);
+    st.observed_generation = svc.metadata.generation;
+    status::set(&mut st, READY, false, GATEWAY_API_MISSING, msg, now);
+    st.service_status = Some(kuberay_api::rayservice::ServiceStatus::New);
+    write_status(svc, old, st, ctx).await?;
+    if !known {
+        let ns = svc.namespace().unwrap_or_default();
+        ctx.events
+            .warning(
+                svc,
+                "FailedToCreateGateway",
+                "Create",
+                format!("{ns}/{}: {msg}", svc.name_any()),
+            )
+            .await;
+    }
+    Ok(Action::requeue(GATEWAY_API_RECHECK))
 }
 
 fn until(t: Timestamp, ctx: &Context) -> Duration {
@@ -201,6 +263,7 @@ async fn converge(
 ) -> Result<(), Error> {
     let ns = &key.0;
     let goal = &svc.spec.ray_cluster_config;
+    let now = Time(ctx.clock.now());
     let active_name = status::active_name(st).map(String::from);
     let pending_name = status::pending_name(st).map(String::from);
     ctx.keep_submissions(
@@ -229,6 +292,19 @@ async fn converge(
     if let Some(p) = pending.as_deref() {
         update_in_place(svc, p, "pending", ctx).await?;
     }
+    // The incremental upgrade reads its Gateway and route as they are, and
+    // decides about a rollback before anything is served.
+    let routes = if incremental::enabled(svc, &ctx.cfg.gates) {
+        Some(routing::read(svc, ctx).await?)
+    } else {
+        None
+    };
+    if routes.is_some()
+        && incremental::in_progress(st)
+        && let (Some(a), Some(p)) = (active.as_deref(), pending.as_deref())
+    {
+        rollback_state(svc, st, a, p, &now);
+    }
     for c in [active.as_deref(), pending.as_deref()]
         .into_iter()
         .flatten()
@@ -240,15 +316,39 @@ async fn converge(
     let mut pending_apps = None;
     let mut active_apps = None;
     if let Some(p) = pending.as_deref() {
-        (pending_ready, pending_apps) = serve_on(svc, key, p, ctx, pass).await;
-    } else if let Some(a) = active.as_deref()
-        && !cluster::needs_new_cluster(svc, a, ctx.cfg.zero_downtime).0
-    {
-        (active_ready, active_apps) = serve_on(svc, key, a, ctx, pass).await;
+        (pending_ready, pending_apps) = serve_on(svc, key, p, ctx, pass, st, routes.as_ref()).await;
     }
-    let target = if pending_ready {
+    if let Some(a) = active.as_deref() {
+        let serve_active = match pending {
+            None => !cluster::needs_new_cluster(svc, a, ctx.cfg.zero_downtime).0,
+            // The live cluster keeps its part of the capacity moving.
+            Some(_) => routes.is_some(),
+        };
+        if serve_active {
+            (active_ready, active_apps) =
+                serve_on(svc, key, a, ctx, pass, st, routes.as_ref()).await;
+        }
+    }
+    let mut route = None;
+    if let Some(routes) = routes.as_ref() {
+        route = reconcile_routing(
+            svc,
+            st,
+            active.as_deref(),
+            pending.as_deref(),
+            pending_ready,
+            routes,
+            ctx,
+            pass,
+        )
+        .await?;
+    }
+    // During an incremental upgrade the head service stays on the live
+    // cluster; traffic moves through the route instead.
+    let incremental_upgrade = routes.is_some() && incremental::in_progress(st);
+    let target = if pending_ready && !incremental_upgrade {
         pending.as_deref()
-    } else if active_ready {
+    } else if active_ready || pending_ready {
         active.as_deref()
     } else {
         None
@@ -258,7 +358,7 @@ async fn converge(
         .get(ns, &services::serve_name(svc))
         .and_then(|s| services::selected_cluster(&s));
     if let Some(t) = target {
-        apply_services(svc, t, ctx).await?;
+        apply_services(svc, t, routes.is_none(), ctx).await?;
         serving = Some(t.name_any());
     }
     let as_status = |c: Option<&Arc<RayCluster>>,
@@ -285,33 +385,91 @@ async fn converge(
         st.pending_service_status =
             as_status(Some(p), st.pending_service_status.as_ref(), pending_apps);
     }
-    // Promotion: the services now select the pending cluster.
-    let promoted = pending_name.is_some() && serving == pending_name;
+    let promoted = if routes.is_some() {
+        if target.is_some() {
+            // The route's weights become the status's traffic.
+            let weights = gateway::weights(
+                route.as_ref(),
+                active_name.as_deref(),
+                pending_name.as_deref(),
+            );
+            incremental::record_traffic(st, weights, pending.is_some(), &now);
+        }
+        target.is_some()
+            && if incremental::in_progress(st) {
+                !incremental::rolling_back(st) && incremental::complete(st, pending.is_some())
+            } else {
+                active_name.is_none() && pending_name.is_some()
+            }
+    } else {
+        // Promotion: the services now select the pending cluster.
+        pending_name.is_some() && serving == pending_name
+    };
     if promoted {
         tracing::info!(%ns, rayservice = %key.1, cluster = ?pending_name, "promoting the pending cluster to active");
         st.active_service_status = st.pending_service_status.take();
         st.pending_service_status = Some(RayServiceStatus::default());
     }
-    let (active_now, pending_now) = if promoted {
+    let (active_now, mut pending_now) = if promoted {
         (pending.clone(), None)
     } else {
         (active.clone(), pending.clone())
     };
+    if routes.is_some() && incremental::rolling_back(st) {
+        let head_ready = pending_now.as_deref().is_some_and(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                crate::kit::conditions::is_true(s.conditions.as_ref(), HEAD_POD_READY)
+            })
+        });
+        if incremental::rollback_complete(st, head_ready) {
+            tracing::info!(%ns, rayservice = %key.1, "rollback complete; dropping the pending cluster");
+            st.pending_service_status = Some(RayServiceStatus::default());
+            pending_now = None;
+            if let Some(cs) = st.conditions.as_mut() {
+                crate::kit::conditions::remove(cs, ROLLBACK_IN_PROGRESS);
+            }
+            status::set(
+                st,
+                UPGRADE_IN_PROGRESS,
+                false,
+                NO_PENDING_CLUSTER,
+                "Rollback complete, active Ray cluster exists and no pending Ray cluster",
+                &now,
+            );
+        }
+    }
+    let named_before = status::pending_name(st).map(String::from);
     prepare_or_cancel(
         svc,
         st,
         active_now.as_deref(),
         pending_now.as_deref(),
+        routes.is_some(),
         ctx,
         pass,
     )
     .await;
-    let endpoints = count_endpoints(ns, &services::serve_name(svc), ctx).await?;
+    if routes.is_some()
+        && let Some(p) = st.pending_service_status.as_mut()
+        && p.ray_cluster_name.is_some()
+        && p.ray_cluster_name != named_before
+    {
+        p.target_capacity = None;
+        let start = incremental::initial_capacity(st);
+        if let Some(p) = st.pending_service_status.as_mut() {
+            p.target_capacity = start;
+        }
+    }
+    let serve_names = serve_services(svc, active.as_deref(), pending.as_deref(), routes.is_some());
+    let mut endpoints = 0;
+    for service in &serve_names {
+        endpoints += count_endpoints(ns, service, ctx).await?;
+    }
     st.num_serve_endpoints = Some(endpoints);
     if endpoints == 0 {
         pass.waiting.push(format!(
             "no ready endpoint behind the service {}",
-            services::serve_name(svc)
+            serve_names.join(" or ")
         ));
     }
     if goal.worker_group_specs.is_none()
@@ -326,16 +484,115 @@ async fn converge(
     Ok(())
 }
 
+/// The serve services whose ready pods are the service's endpoints: the
+/// RayService's own, or in an incremental upgrade each cluster's.
+fn serve_services(
+    svc: &RayService,
+    active: Option<&RayCluster>,
+    pending: Option<&RayCluster>,
+    incremental: bool,
+) -> Vec<String> {
+    if !incremental {
+        return vec![services::serve_name(svc)];
+    }
+    let mut out = vec![active.map_or_else(
+        || services::serve_name(svc),
+        |a| gateway::cluster_serve_service_name(&a.name_any()),
+    )];
+    out.extend(pending.map(|p| gateway::cluster_serve_service_name(&p.name_any())));
+    out
+}
+
+/// KubeRay's `reconcileRollbackState`: a spec that is no longer the
+/// pending cluster's during an incremental upgrade rolls back to the
+/// active cluster first; back at the pending one's, the upgrade resumes.
+fn rollback_state(
+    svc: &RayService,
+    st: &mut RayServiceStatuses,
+    active: &RayCluster,
+    pending: &RayCluster,
+    now: &Time,
+) {
+    let goal = &svc.spec.ray_cluster_config;
+    let is_active = cluster::plan(goal, &active.spec) != Plan::NewCluster;
+    let is_pending = cluster::plan(goal, &pending.spec) != Plan::NewCluster;
+    match incremental::rollback_decision(is_active, is_pending, incremental::rolling_back(st)) {
+        Rollback::Start(message) => {
+            tracing::info!(rayservice = %svc.name_any(), "{message}");
+            status::set(
+                st,
+                ROLLBACK_IN_PROGRESS,
+                true,
+                incremental::DESIRED_CLUSTER_SPEC_CHANGED,
+                message,
+                now,
+            );
+        }
+        Rollback::Cancel => {
+            tracing::info!(rayservice = %svc.name_any(), "the spec is the pending cluster's again; resuming the upgrade");
+            if let Some(cs) = st.conditions.as_mut() {
+                crate::kit::conditions::remove(cs, ROLLBACK_IN_PROGRESS);
+            }
+        }
+        Rollback::Keep => {}
+    }
+}
+
+/// The Gateway API side of an incremental upgrade: each cluster's serve
+/// service, the Gateway, and the route with this step's weights (once
+/// there is an active cluster to route to). Returns the route as desired.
+#[allow(clippy::too_many_arguments)]
+async fn reconcile_routing(
+    svc: &RayService,
+    st: &RayServiceStatuses,
+    active: Option<&RayCluster>,
+    pending: Option<&RayCluster>,
+    pending_ready: bool,
+    routes: &Routes,
+    ctx: &Context,
+    pass: &mut Pass,
+) -> Result<Option<HTTPRoute>, Error> {
+    let Some(opts) = incremental::options(svc) else {
+        return Ok(None);
+    };
+    for c in [active, pending].into_iter().flatten() {
+        routing::ensure_cluster_serve_service(svc, c, ctx).await?;
+    }
+    routing::ensure_gateway(svc, &opts.gateway_class_name, routes, ctx).await?;
+    let Some(a) = active else {
+        return Ok(None);
+    };
+    let (aw, pw) = incremental::weights(st, opts, pending_ready, ctx.clock.now());
+    let mut backends = vec![gateway::backend(svc, a, aw)];
+    if let Some(p) = pending {
+        backends.push(gateway::backend(svc, p, pw));
+        if let Err(why) = routes.ready() {
+            pass.waiting
+                .push(format!("the incremental upgrade waits: {why}"));
+        }
+    }
+    let desired = gateway::route(svc, backends);
+    Ok(Some(
+        routing::ensure_route(svc, desired, routes, ctx).await?,
+    ))
+}
+
 /// KubeRay's `shouldPrepareNewCluster`, plus a cancel: a pending cluster
-/// is dropped when the spec went back to what the active one runs.
+/// is dropped when the spec went back to what the active one runs (in an
+/// incremental upgrade a rollback does that instead, and no cluster is
+/// prepared while it runs).
 async fn prepare_or_cancel(
     svc: &RayService,
     st: &mut RayServiceStatuses,
     active: Option<&RayCluster>,
     pending: Option<&RayCluster>,
+    incremental: bool,
     ctx: &Context,
     pass: &mut Pass,
 ) {
+    if incremental && incremental::rolling_back(st) {
+        return;
+    }
     let fresh = || RayServiceStatus {
         ray_cluster_name: Some(cluster::new_cluster_name(&svc.name_any())),
         ..Default::default()
@@ -346,6 +603,7 @@ async fn prepare_or_cancel(
                 st.pending_service_status = Some(fresh());
             }
         }
+        (Some(_), Some(_)) if incremental => {}
         (Some(a), Some(p)) => {
             let goal = &svc.spec.ray_cluster_config;
             if cluster::plan(goal, &a.spec) != Plan::NewCluster {
@@ -546,6 +804,8 @@ async fn serve_on(
     c: &RayCluster,
     ctx: &Context,
     pass: &mut Pass,
+    st: &mut RayServiceStatuses,
+    routes: Option<&Routes>,
 ) -> (bool, Option<BTreeMap<String, AppStatus>>) {
     let ns = &key.0;
     let cname = c.name_any();
@@ -573,16 +833,23 @@ async fn serve_on(
         }
     };
     let config = svc.spec.serve_config_v2.clone().unwrap_or_default();
+    let held = routes.is_some() && incremental::holds_config(st, &cname);
     if config.trim().is_empty() {
         pass.waiting
             .push("serveConfigV2 is empty: there is no Serve application to deploy".into());
+    } else if held {
+        // The side traffic leaves keeps what it runs.
     } else if let Some(why) = serve::submission_reason(
         ctx.submitted_config(key, &cname).as_deref(),
         &config,
         &details,
     ) {
         tracing::info!(%ns, rayservice = %key.1, cluster = %cname, reason = why, "submitting the Serve config");
-        let body = serve::config_body(&config);
+        let mut body = serve::config_body(&config);
+        if routes.is_some() {
+            let capacity = incremental::submitted_capacity(st, &cname);
+            body = body.map(|b| incremental::with_capacity(b, capacity));
+        }
         let sent = match &body {
             Ok(b) => client
                 .put_serve_applications(b)
@@ -621,12 +888,79 @@ async fn serve_on(
             }
         }
     }
+    if let Some(routes) = routes
+        && incremental::in_progress(st)
+    {
+        move_capacity(svc, key, c, &client, st, routes, ctx, pass).await;
+    }
     let (ready, apps) = serve::applications(&details);
     if !ready {
         pass.waiting
             .push(format!("RayCluster {cname}: {}", serve::waiting_for(&apps)));
     }
     (ready, Some(apps))
+}
+
+/// One `target_capacity` step on `c` when KubeRay's state machine says it
+/// is this cluster's turn: the last submitted config again, with the new
+/// capacity, which then goes into the status.
+#[allow(clippy::too_many_arguments)]
+async fn move_capacity(
+    svc: &RayService,
+    key: &Key,
+    c: &RayCluster,
+    client: &crate::ray::dashboard::DashboardClient,
+    st: &mut RayServiceStatuses,
+    routes: &Routes,
+    ctx: &Context,
+    pass: &mut Pass,
+) {
+    let (ns, cname) = (&key.0, c.name_any());
+    if routes.ready().is_err() || !incremental::capacity_update_needed(st).0 {
+        return;
+    }
+    let surge = incremental::options(svc)
+        .and_then(|o| o.max_surge_percent)
+        .unwrap_or(100);
+    let Some(goal) = incremental::capacity_goal(st, &cname, surge) else {
+        return;
+    };
+    let config = ctx
+        .submitted_config(key, &cname)
+        .unwrap_or_else(|| svc.spec.serve_config_v2.clone().unwrap_or_default());
+    let sent = match serve::config_body(&config) {
+        Ok(b) => client
+            .put_serve_applications(&incremental::with_capacity(b, Some(goal)))
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(()) => {
+            tracing::info!(%ns, rayservice = %key.1, cluster = %cname, goal, "target_capacity updated");
+            incremental::record_capacity(st, &cname, goal);
+            ctx.events
+                .normal(
+                    svc,
+                    "UpdatedServeTargetCapacity",
+                    "Update",
+                    format!("Updated target_capacity of serve applications to {goal} on the RayCluster {ns}/{cname}"),
+                )
+                .await;
+        }
+        Err(e) => {
+            let msg = format!(
+                "Failed to update target_capacity of serve applications to {goal} on the RayCluster {ns}/{cname}: {e}"
+            );
+            ctx.events
+                .warning(svc, "FailedToUpdateTargetCapacity", "Update", msg.clone())
+                .await;
+            pass.waiting.push(format!(
+                "RayCluster {cname}: target_capacity {goal} refused: {e}"
+            ));
+            pass.serve_error = Some(Error::TargetCapacity(msg));
+        }
+    }
 }
 
 /// Why the head pod of `cluster` is not ready, as far as its pod says.
@@ -665,10 +999,19 @@ fn head_detail(svc: &RayService, cluster: &str, ctx: &Context) -> String {
 }
 
 /// Points `<service>-head-svc` and `<service>-serve-svc` at `target`.
-async fn apply_services(svc: &RayService, target: &RayCluster, ctx: &Context) -> Result<(), Error> {
+/// In an incremental upgrade only the head service: each cluster has its
+/// own serve service behind the route.
+async fn apply_services(
+    svc: &RayService,
+    target: &RayCluster,
+    with_serve: bool,
+    ctx: &Context,
+) -> Result<(), Error> {
     let ns = svc.namespace().unwrap_or_default();
     let mut desired = vec![services::head(svc, target, &ctx.cfg)];
-    desired.extend(services::serve(svc, target));
+    if with_serve {
+        desired.extend(services::serve(svc, target));
+    }
     for s in desired {
         let sname = s.name_any();
         let before = ctx

@@ -116,6 +116,67 @@ pub fn serve(svc: &RayService, cluster: &RayCluster) -> Option<Service> {
     })
 }
 
+/// KubeRay's per-cluster serve service of an incremental upgrade,
+/// `<cluster>-serve-svc`: the ready proxies of `cluster`, labelled and
+/// owned as that cluster's (so it goes with it); `serveService` is not
+/// used, as in KubeRay. `None` without a serve port.
+pub fn cluster_serve(svc: &RayService, cluster: &RayCluster) -> Option<Service> {
+    let cname = cluster.name_any();
+    let ports = serve_ports(cluster);
+    if ports.is_empty() {
+        return None;
+    }
+    let labels = BTreeMap::from([
+        (ORIGINATED_FROM_CR_NAME_LABEL.to_string(), cname.clone()),
+        (
+            ORIGINATED_FROM_CRD_LABEL.to_string(),
+            "RayService".to_string(),
+        ),
+        (SERVE_LABEL.to_string(), format!("{cname}-serve")),
+    ]);
+    let spec = k8s_openapi::api::core::v1::ServiceSpec {
+        ports: Some(ports),
+        selector: Some(BTreeMap::from([
+            (CLUSTER_LABEL.to_string(), cname.clone()),
+            (SERVE_LABEL.to_string(), "true".to_string()),
+        ])),
+        type_: svc
+            .spec
+            .ray_cluster_config
+            .head_group_spec
+            .service_type
+            .clone()
+            .filter(|t| !t.is_empty()),
+        ..Default::default()
+    };
+    Some(Service {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(serve_service_name(&cname)),
+            namespace: svc.namespace(),
+            labels: Some(labels),
+            owner_references: Some(vec![owner_reference(cluster)]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    })
+}
+
+/// The RayService a per-cluster serve service belongs to: its owner
+/// cluster is `<service>-<5 characters>`.
+pub fn service_of_cluster_serve(s: &Service) -> Option<String> {
+    if s.labels()
+        .get(ORIGINATED_FROM_CRD_LABEL)
+        .map(String::as_str)
+        != Some("RayService")
+    {
+        return None;
+    }
+    let cluster = crate::kit::cache::controller_owner(&s.metadata, "RayCluster")?;
+    let cut = cluster.len().checked_sub(6)?;
+    (cluster.as_bytes().get(cut) == Some(&b'-')).then(|| cluster[..cut].to_string())
+}
+
 /// The cluster a service of the RayService selects now.
 pub fn selected_cluster(s: &Service) -> Option<String> {
     s.spec
@@ -193,6 +254,22 @@ spec:
             .find(|p| p.port == 9000)
             .unwrap();
         assert_eq!(grpc.app_protocol.as_deref(), Some("kubernetes.io/h2c"));
+    }
+
+    #[test]
+    fn the_per_cluster_serve_service_is_the_clusters_own() {
+        let svc = service("  serveService:\n    metadata: {name: custom}\n");
+        let mut c = cluster_of(&svc);
+        c.metadata.uid = Some("c-1".into());
+        let s = cluster_serve(&svc, &c).unwrap();
+        assert_eq!(s.name_any(), "web-abcde-serve-svc");
+        assert_eq!(s.labels()["ray.io/originated-from-cr-name"], "web-abcde");
+        assert_eq!(s.labels()["ray.io/originated-from-crd"], "RayService");
+        assert_eq!(s.labels()["ray.io/serve"], "web-abcde-serve");
+        assert_eq!(s.owner_references()[0].kind, "RayCluster");
+        assert_eq!(s.owner_references()[0].uid, "c-1");
+        assert_eq!(selected_cluster(&s).as_deref(), Some("web-abcde"));
+        assert_eq!(service_of_cluster_serve(&s).as_deref(), Some("web"));
     }
 
     #[test]

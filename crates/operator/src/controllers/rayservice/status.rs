@@ -27,6 +27,9 @@ pub const BOTH_CLUSTERS_EXIST: &str = "BothActivePendingClustersExist";
 pub const NO_PENDING_CLUSTER: &str = "NoPendingCluster";
 pub const NO_ACTIVE_CLUSTER: &str = "NoActiveCluster";
 pub const VALIDATION_FAILED: &str = "ValidationFailed";
+/// Not KubeRay's: the Gateway API CRDs an incremental upgrade needs are
+/// not installed.
+pub const GATEWAY_API_MISSING: &str = "GatewayAPIMissing";
 pub const SUSPEND_REQUESTED: &str = "SuspendRequested";
 pub const SUSPEND_IN_PROGRESS: &str = "SuspendInProgress";
 pub const SUSPEND_COMPLETE: &str = "SuspendComplete";
@@ -231,10 +234,11 @@ pub fn timeout_deadline(svc: &RayService, st: &RayServiceStatuses) -> Option<jif
 }
 
 /// What the API accepts but this operator refuses, each with its field
-/// path: the incremental upgrade (not built here yet), token auth (the
-/// dashboard client does not send tokens yet) and a head container with
-/// ports but none for Serve and no `serveService` (KubeRay fails the
-/// reconcile on it; here it is said up front).
+/// path: token auth (the dashboard client does not send tokens yet) and a
+/// head container with ports but none for Serve and no `serveService`, or
+/// none for Serve at all in an incremental upgrade, which ignores
+/// `serveService` (KubeRay fails each reconcile on it; here it is said up
+/// front).
 pub fn refusals(svc: &RayService, probe: &RayCluster) -> Vec<String> {
     let mut out = Vec::new();
     let strategy = svc
@@ -242,11 +246,6 @@ pub fn refusals(svc: &RayService, probe: &RayCluster) -> Vec<String> {
         .upgrade_strategy
         .as_ref()
         .and_then(|s| s.type_.as_ref());
-    if strategy == Some(&RayServiceUpgradeType::NewClusterWithIncrementalUpgrade) {
-        out.push(
-            "spec.upgradeStrategy.type: NewClusterWithIncrementalUpgrade is not supported by this operator yet; use NewCluster (zero-downtime blue-green) or None".to_string(),
-        );
-    }
     let auth = svc.spec.ray_cluster_config.auth_options.as_ref();
     if auth
         .and_then(|a| a.mode.as_ref())
@@ -256,7 +255,12 @@ pub fn refusals(svc: &RayService, probe: &RayCluster) -> Vec<String> {
             "spec.rayClusterConfig.authOptions.mode: token is not supported for RayService by this operator yet (its dashboard client does not send the token)".to_string(),
         );
     }
-    if svc.spec.serve_service.is_none() && serve_ports(probe).is_empty() {
+    let incremental = strategy == Some(&RayServiceUpgradeType::NewClusterWithIncrementalUpgrade);
+    if incremental && serve_ports(probe).is_empty() {
+        out.push(
+            "spec.rayClusterConfig.headGroupSpec.template.spec.containers[0].ports: needs a port named 'serve' (or prefixed 'serve-') for the per-cluster Serve services of NewClusterWithIncrementalUpgrade (spec.serveService is not used by it)".to_string(),
+        );
+    } else if svc.spec.serve_service.is_none() && serve_ports(probe).is_empty() {
         out.push(
             "spec.rayClusterConfig.headGroupSpec.template.spec.containers[0].ports: needs a port named 'serve' (or prefixed 'serve-', e.g. 'serve-grpc'), or spec.serveService, for the Serve service".to_string(),
         );
@@ -371,8 +375,11 @@ mod tests {
         ]);
         let probe = super::super::cluster::ray_cluster(&s, "web-x");
         let r = refusals(&s, &probe);
-        assert_eq!(r.len(), 2, "{r:?}");
-        assert!(r[0].starts_with("spec.upgradeStrategy.type"));
-        assert!(r[1].contains("containers[0].ports"));
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(r[0].contains("containers[0].ports") && r[0].contains("per-cluster"));
+        s.spec.upgrade_strategy = None;
+        let r = refusals(&s, &probe);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(!r[0].contains("per-cluster"));
     }
 }
