@@ -589,15 +589,17 @@ async fn every_rayservice_sample_is_accepted_and_converges_or_is_refused_clearly
             .and_then(|u| u.type_.as_ref())
             .is_some_and(|t| t.to_string() == "NewClusterWithIncrementalUpgrade");
         if incremental {
+            // This control plane has no Gateway API (the incremental
+            // upgrade runs in tests/rayservice_incremental.rs).
             let s = wait_service(&ns, name, &format!("{id}: refused"), |s| {
-                cond(s, "Ready").is_some_and(|c| c.1 == "ValidationFailed")
+                cond(s, "Ready").is_some_and(|c| c.1 == "GatewayAPIMissing")
             })
             .await;
             assert!(
                 cond(&s, "Ready")
                     .unwrap()
                     .2
-                    .contains("not supported by this operator yet"),
+                    .contains("CRDs are not installed"),
                 "{id}"
             );
             assert!(owned_clusters(&ns, name).await.is_empty(), "{id}");
@@ -637,4 +639,53 @@ async fn every_rayservice_sample_is_accepted_and_converges_or_is_refused_clearly
         let ports = serve.spec.unwrap().ports.unwrap();
         assert!(ports.iter().any(|p| p.port == want), "{id}: {ports:?}");
     }
+}
+
+#[tokio::test]
+async fn an_incremental_upgrade_without_the_gateway_api_is_refused_clearly_and_others_run() {
+    let (ns, _op, _fake) = setup_services("rs-nogw").await;
+    let crds = ns
+        .client
+        .list_api_group_resources("gateway.networking.k8s.io/v1")
+        .await;
+    assert!(
+        crds.is_err(),
+        "this test needs a control plane without the Gateway API CRDs (tests/rayservice.rs never installs them)"
+    );
+    let incremental = json!({"upgradeStrategy": {"type": "NewClusterWithIncrementalUpgrade",
+        "clusterUpgradeOptions": {"gatewayClassName": "istio", "stepSizePercent": 10, "intervalSeconds": 30}}});
+    let mut v: Value = serde_yaml::from_str(&rayservice("gw", incremental)).unwrap();
+    v["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] = json!(true);
+    apply::<RayService>(&ns, &serde_yaml::to_string(&v).unwrap()).await;
+    apply::<RayService>(&ns, &rayservice("plain", json!({}))).await;
+    let s = wait_service(&ns, "gw", "GatewayAPIMissing", |s| {
+        cond(s, "Ready").is_some_and(|c| c.1 == "GatewayAPIMissing")
+    })
+    .await;
+    let (status, _, message) = cond(&s, "Ready").unwrap();
+    assert_eq!(status, "False");
+    assert!(
+        message.contains("gateway.networking.k8s.io/v1") && message.contains("not installed"),
+        "{message}"
+    );
+    // The other RayService is not held up.
+    wait_ready(&ns, "plain").await;
+    let warnings = |evs: Vec<(String, String, String)>| -> Vec<(String, String, String)> {
+        evs.into_iter().filter(|e| e.0 == "Warning").collect()
+    };
+    let w = wait_until("the Warning event", TIMEOUT, || async {
+        let w = warnings(events(&ns, "gw").await);
+        (!w.is_empty()).then_some(w)
+    })
+    .await;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].1, "FailedToCreateGateway");
+    assert!(w[0].2.contains("CRDs are not installed"), "{w:?}");
+    // Not retried in a hot loop: the status is written once, then the next
+    // look is 30 s away.
+    let written = s.status.as_ref().unwrap().last_update_time.clone();
+    let again = ns.api::<RayService>().get("gw").await.unwrap();
+    assert_eq!(again.status.unwrap().last_update_time, written);
+    assert!(owned_clusters(&ns, "gw").await.is_empty());
+    assert_eq!(warnings(events(&ns, "gw").await).len(), 1);
 }

@@ -1,0 +1,449 @@
+//! The RayService incremental upgrade (`NewClusterWithIncrementalUpgrade`)
+//! on the local control plane with the Gateway API standard CRDs installed:
+//! simulated nodes run the pods, the scripted stand-in dashboard plays Ray
+//! Serve and records every `target_capacity` it is sent. There is no
+//! Gateway implementation here (none can be installed on this machine), so
+//! the test plays its controller's only part the operator reads: it marks
+//! the Gateway `Accepted`/`Programmed` and the route `Accepted`/
+//! `ResolvedRefs`, as a real one would once it serves them. Each test waits
+//! for what it checks; none sleeps to let time pass.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kuberay_api::{RayCluster, RayService};
+use kuberay_operator::controllers::rayservice::gateway::{Gateway, HTTPRoute};
+use kuberay_operator::runtime::config::Config;
+use kuberay_testenv::harness::{self, TestNamespace, wait_until};
+use serde_json::{Value, json};
+use support::fake_dashboard::FakeDashboard;
+use support::*;
+
+/// (targetCapacity, trafficRoutedPercent) of one side of the upgrade.
+type Side = (Option<i32>, Option<i32>);
+/// The backends of the route as (service, weight).
+type Backends = Vec<(String, i32)>;
+
+const SERVE_CONFIG: &str = "applications:\n- name: fruit\n  import_path: fruit.app\n  route_prefix: /fruit\n  deployments:\n  - name: MangoStand\n";
+
+async fn setup_incremental(prefix: &str) -> (TestNamespace, Operator, FakeDashboard) {
+    init_logs();
+    harness::install_crds().await;
+    harness::install_gateway_api_crds().await;
+    let ns = harness::namespace(prefix).await;
+    let fake = FakeDashboard::start().await;
+    let op = Operator::start_with(&ns.name, Config::default(), Arc::new(fake.clone()));
+    (ns, op, fake)
+}
+
+/// An incrementally upgraded RayService on `image`: traffic and capacity
+/// move by `step` percent every `interval` seconds.
+fn rayservice(name: &str, image: &str, step: i32, interval: i32) -> String {
+    let v = json!({
+        "apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": name},
+        "spec": {
+            "serveConfigV2": SERVE_CONFIG,
+            "rayClusterDeletionDelaySeconds": 2,
+            "upgradeStrategy": {"type": "NewClusterWithIncrementalUpgrade", "clusterUpgradeOptions": {
+                "gatewayClassName": "test-gateway-class", "stepSizePercent": step,
+                "intervalSeconds": interval, "maxSurgePercent": step}},
+            "rayClusterConfig": {
+                "rayVersion": "2.52.0",
+                "enableInTreeAutoscaling": true,
+                "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{
+                    "name": "ray-head", "image": image,
+                    "ports": [{"name": "dashboard", "containerPort": 8265}, {"name": "serve", "containerPort": 8000}]}]}}},
+                "workerGroupSpecs": [{"groupName": "w", "replicas": 1, "minReplicas": 0, "maxReplicas": 3, "rayStartParams": {},
+                    "template": {"spec": {"containers": [{"name": "ray-worker", "image": image}]}}}]
+            }
+        }
+    });
+    serde_yaml::to_string(&v).unwrap()
+}
+
+fn st(s: &RayService) -> kuberay_api::RayServiceStatuses {
+    s.status.clone().unwrap_or_default()
+}
+
+fn cond(s: &RayService, type_: &str) -> Option<(String, String, String)> {
+    let c = st(s).conditions?.into_iter().find(|c| c.type_ == type_)?;
+    Some((c.status, c.reason, c.message))
+}
+
+fn active(s: &RayService) -> Option<String> {
+    st(s).active_service_status?.ray_cluster_name
+}
+
+fn pending(s: &RayService) -> Option<String> {
+    st(s).pending_service_status?.ray_cluster_name
+}
+
+/// (targetCapacity, trafficRoutedPercent) of the active and pending sides.
+fn sides(s: &RayService) -> (Side, Side) {
+    let a = st(s).active_service_status.unwrap_or_default();
+    let p = st(s).pending_service_status.unwrap_or_default();
+    (
+        (a.target_capacity, a.traffic_routed_percent),
+        (p.target_capacity, p.traffic_routed_percent),
+    )
+}
+
+async fn wait_service(
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    check: impl Fn(&RayService) -> bool,
+) -> RayService {
+    let api = ns.api::<RayService>();
+    let last = Mutex::new(None);
+    let found = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            if let Ok(s) = api.get(name).await {
+                if check(&s) {
+                    return s;
+                }
+                *last.lock().unwrap() = Some(s.status.clone());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {what}; last status: {:#?}",
+            last.lock().unwrap()
+        )
+    })
+}
+
+async fn owned_clusters(ns: &TestNamespace, svc: &str) -> Vec<String> {
+    let lp = ListParams::default().labels(&format!(
+        "ray.io/originated-from-crd=RayService,ray.io/originated-from-cr-name={svc}"
+    ));
+    ns.api::<RayCluster>()
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .map(|c| c.name_any())
+        .collect()
+}
+
+/// The route's backends as (service name, weight).
+fn backends(r: &HTTPRoute) -> Backends {
+    r.spec.rules[0]
+        .backend_refs
+        .iter()
+        .flatten()
+        .map(|b| (b.name.clone(), b.weight.unwrap_or(1)))
+        .collect()
+}
+
+fn true_condition(type_: &str) -> Value {
+    json!({"type": type_, "status": "True", "reason": type_, "message": "stand-in Gateway controller",
+           "lastTransitionTime": "2026-01-01T00:00:00Z"})
+}
+
+/// Plays the Gateway controller: once the Gateway and route of `svc`
+/// exist, marks them ready as an implementation serving them would.
+async fn accept_gateway_and_route(ns: &TestNamespace, svc: &str) {
+    let gateways: Api<Gateway> = Api::namespaced(ns.client.clone(), &ns.name);
+    let routes: Api<HTTPRoute> = Api::namespaced(ns.client.clone(), &ns.name);
+    let (g, r) = (format!("{svc}-gateway"), format!("{svc}-httproute"));
+    wait_until("the Gateway and the HTTPRoute", TIMEOUT, || async {
+        gateways.get_opt(&g).await.ok()??;
+        routes.get_opt(&r).await.ok()??;
+        Some(())
+    })
+    .await;
+    let gs = json!({"status": {"conditions": [true_condition("Accepted"), true_condition("Programmed")]}});
+    gateways
+        .patch_status(&g, &PatchParams::default(), &Patch::Merge(&gs))
+        .await
+        .unwrap();
+    let rs = json!({"status": {"parents": [{
+        "parentRef": {"name": g, "namespace": ns.name},
+        "controllerName": "example.com/stand-in",
+        "conditions": [true_condition("Accepted"), true_condition("ResolvedRefs")]}]}});
+    routes
+        .patch_status(&r, &PatchParams::default(), &Patch::Merge(&rs))
+        .await
+        .unwrap();
+}
+
+/// Every distinct route backend list seen until `stop`, in order.
+fn watch_route(
+    ns: &TestNamespace,
+    svc: &str,
+) -> (Arc<Mutex<Vec<Backends>>>, Arc<tokio::sync::Notify>) {
+    let routes: Api<HTTPRoute> = Api::namespaced(ns.client.clone(), &ns.name);
+    let seen: Arc<Mutex<Vec<Backends>>> = Arc::default();
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let (s, st, name) = (seen.clone(), stop.clone(), format!("{svc}-httproute"));
+    tokio::spawn(async move {
+        loop {
+            if let Ok(Some(r)) = routes.get_opt(&name).await {
+                let b = backends(&r);
+                let mut seen = s.lock().unwrap();
+                if seen.last() != Some(&b) {
+                    seen.push(b);
+                }
+            }
+            tokio::select! {
+                _ = st.notified() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            }
+        }
+    });
+    (seen, stop)
+}
+
+/// The `target_capacity` values sent to each cluster, in order, repeats
+/// of the same value to the same cluster (a resubmission) folded.
+fn capacities(fake: &FakeDashboard) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = Vec::new();
+    for (c, body) in fake.submissions() {
+        let Some(tc) = body["target_capacity"].as_i64() else {
+            continue;
+        };
+        if out
+            .iter()
+            .rev()
+            .find(|(o, _)| *o == c)
+            .is_none_or(|(_, v)| *v != tc)
+        {
+            out.push((c, tc));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn capacity_then_traffic_move_step_by_step_and_the_new_cluster_is_promoted_at_100() {
+    let (ns, op, fake) = setup_incremental("inc-up").await;
+    apply::<RayService>(&ns, &rayservice("web", "rayproject/ray:2.52.0", 50, 2)).await;
+    let ready = wait_service(&ns, "web", "Ready with an active cluster", |s| {
+        cond(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
+    })
+    .await;
+    let first = active(&ready).unwrap();
+    // A first cluster takes everything at once.
+    assert_eq!(sides(&ready).0, (Some(100), Some(100)), "{:?}", st(&ready));
+    assert_eq!(capacities(&fake), [(first.clone(), 100)]);
+    // KubeRay's objects: the Gateway of the class, an HTTP listener on 80.
+    let gw: Gateway = Api::namespaced(ns.client.clone(), &ns.name)
+        .get("web-gateway")
+        .await
+        .unwrap();
+    assert_eq!(gw.spec.gateway_class_name, "test-gateway-class");
+    assert_eq!(
+        (
+            gw.spec.listeners[0].name.as_str(),
+            gw.spec.listeners[0].protocol.as_str(),
+            gw.spec.listeners[0].port
+        ),
+        ("http", "HTTP", 80)
+    );
+    assert_eq!(gw.owner_references()[0].kind, "RayService");
+    let routes: Api<HTTPRoute> = Api::namespaced(ns.client.clone(), &ns.name);
+    let route = routes.get("web-httproute").await.unwrap();
+    assert_eq!(route.spec.parent_refs[0].name, "web-gateway");
+    assert_eq!(route.owner_references()[0].kind, "RayService");
+    assert_eq!(backends(&route), [(format!("{first}-serve-svc"), 100)]);
+    let b = &route.spec.rules[0].backend_refs.as_ref().unwrap()[0];
+    assert_eq!(
+        (b.port, b.namespace.as_deref()),
+        (Some(8000), Some(ns.name.as_str()))
+    );
+    // Each cluster has its own serve service, owned by the cluster; the
+    // head service is the RayService's as always.
+    let svcs = ns.api::<Service>();
+    let own = svcs.get(&format!("{first}-serve-svc")).await.unwrap();
+    assert_eq!(own.owner_references()[0].kind, "RayCluster");
+    assert_eq!(own.labels()["ray.io/originated-from-cr-name"], first);
+    assert!(svcs.get_opt("web-serve-svc").await.unwrap().is_none());
+    let head = svcs.get("web-head-svc").await.unwrap();
+    assert_eq!(
+        head.spec.unwrap().selector.unwrap()["ray.io/cluster"],
+        first
+    );
+
+    accept_gateway_and_route(&ns, "web").await;
+    let (seen, stop) = watch_route(&ns, "web");
+    apply::<RayService>(&ns, &rayservice("web", "rayproject/ray:2.53.0", 50, 2)).await;
+    let up = wait_service(&ns, "web", "UpgradeInProgress", |s| {
+        cond(s, "UpgradeInProgress").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let second = pending(&up).unwrap();
+    assert_eq!(
+        sides(&up).1.0,
+        Some(0),
+        "a new cluster starts with no capacity"
+    );
+    // Halfway, the operator restarts: the upgrade goes on from the status,
+    // with no new cluster.
+    wait_service(&ns, "web", "half the traffic moved", |s| {
+        sides(s).1.1 == Some(50)
+    })
+    .await;
+    op.kill();
+    let _op = Operator::start_with(&ns.name, Config::default(), Arc::new(fake.clone()));
+    let done = wait_service(&ns, "web", "the new cluster promoted", |s| {
+        active(s).as_deref() == Some(second.as_str()) && pending(s).is_none()
+    })
+    .await;
+    assert_eq!(
+        cond(&done, "UpgradeInProgress").unwrap().1,
+        "NoPendingCluster"
+    );
+    assert_eq!(sides(&done).0, (Some(100), Some(100)), "{:?}", st(&done));
+    wait_until("the route on the new cluster only", TIMEOUT, || async {
+        let r = routes.get("web-httproute").await.ok()?;
+        (backends(&r) == [(format!("{second}-serve-svc"), 100)]).then_some(())
+    })
+    .await;
+    stop.notify_one();
+    // Capacity moved first on the new cluster, then off the old one, in
+    // maxSurgePercent steps.
+    assert_eq!(
+        capacities(&fake),
+        [
+            (first.clone(), 100),
+            (second.clone(), 0),
+            (second.clone(), 50),
+            (first.clone(), 50),
+            (second.clone(), 100),
+            (first.clone(), 0),
+        ]
+    );
+    // Traffic followed in stepSizePercent steps, never ahead of capacity.
+    let a = |w| (format!("{first}-serve-svc"), w);
+    let p = |w| (format!("{second}-serve-svc"), w);
+    let seen = seen.lock().unwrap().clone();
+    let want = [
+        vec![a(100), p(0)],
+        vec![a(50), p(50)],
+        vec![a(0), p(100)],
+        vec![p(100)],
+    ];
+    let mut it = seen.iter();
+    for w in &want {
+        assert!(it.any(|s| s == w), "{w:?} not seen in order: {seen:?}");
+    }
+    let head = svcs.get("web-head-svc").await.unwrap();
+    assert_eq!(
+        head.spec.unwrap().selector.unwrap()["ray.io/cluster"],
+        second
+    );
+    wait_until("the old cluster deleted", TIMEOUT, || async {
+        (owned_clusters(&ns, "web").await == [second.clone()]).then_some(())
+    })
+    .await;
+    let evs = events(&ns, "web").await;
+    for reason in [
+        "CreatedGateway",
+        "CreatedHTTPRoute",
+        "UpdatedHTTPRoute",
+        "UpdatedServeTargetCapacity",
+        "DeletedRayCluster",
+    ] {
+        assert!(evs.iter().any(|e| e.1 == reason), "no {reason}: {evs:?}");
+    }
+    let made = evs.iter().filter(|e| e.1 == "CreatedRayCluster").count();
+    assert_eq!(made, 2, "exactly two clusters were ever created");
+}
+
+#[tokio::test]
+async fn going_back_to_the_live_spec_mid_upgrade_rolls_traffic_and_capacity_back() {
+    let (ns, _op, fake) = setup_incremental("inc-back").await;
+    let old = rayservice("back", "rayproject/ray:2.52.0", 25, 2);
+    apply::<RayService>(&ns, &old).await;
+    let ready = wait_service(&ns, "back", "Ready", |s| {
+        cond(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
+    })
+    .await;
+    let first = active(&ready).unwrap();
+    accept_gateway_and_route(&ns, "back").await;
+    apply::<RayService>(&ns, &rayservice("back", "rayproject/ray:2.53.0", 25, 2)).await;
+    let mid = wait_service(&ns, "back", "the old cluster giving up capacity", |s| {
+        pending(s).is_some() && sides(s).0.0.is_some_and(|c| c <= 75)
+    })
+    .await;
+    let second = pending(&mid).unwrap();
+    apply::<RayService>(&ns, &old).await;
+    let back = wait_service(&ns, "back", "RollbackInProgress", |s| {
+        cond(s, "RollbackInProgress").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let (_, reason, message) = cond(&back, "RollbackInProgress").unwrap();
+    assert_eq!(reason, "DesiredClusterSpecChanged");
+    assert!(message.contains("reverted"), "{message}");
+    let done = wait_service(&ns, "back", "the rollback complete", |s| {
+        pending(s).is_none() && cond(s, "RollbackInProgress").is_none()
+    })
+    .await;
+    assert_eq!(active(&done).as_deref(), Some(first.as_str()));
+    assert_eq!(sides(&done).0, (Some(100), Some(100)));
+    assert_eq!(cond(&done, "UpgradeInProgress").unwrap().0, "False");
+    let routes: Api<HTTPRoute> = Api::namespaced(ns.client.clone(), &ns.name);
+    wait_until("the route on the old cluster only", TIMEOUT, || async {
+        let r = routes.get("back-httproute").await.ok()?;
+        (backends(&r) == [(format!("{first}-serve-svc"), 100)]).then_some(())
+    })
+    .await;
+    // The new cluster was drained to 0 and the old one restored to 100.
+    let caps = capacities(&fake);
+    let last = |c: &str| caps.iter().rev().find(|(n, _)| n == c).map(|(_, v)| *v);
+    assert_eq!(last(&first), Some(100), "{caps:?}");
+    assert_eq!(last(&second), Some(0), "{caps:?}");
+    wait_until("the new cluster deleted", TIMEOUT, || async {
+        (owned_clusters(&ns, "back").await == [first.clone()]).then_some(())
+    })
+    .await;
+    let made = events(&ns, "back")
+        .await
+        .into_iter()
+        .filter(|e| e.1 == "CreatedRayCluster")
+        .count();
+    assert_eq!(made, 2, "no third cluster");
+}
+
+#[tokio::test]
+async fn no_capacity_moves_until_the_gateway_and_route_are_ready() {
+    let (ns, _op, fake) = setup_incremental("inc-wait").await;
+    apply::<RayService>(&ns, &rayservice("wait", "rayproject/ray:2.52.0", 50, 1)).await;
+    let ready = wait_service(&ns, "wait", "Ready", |s| {
+        cond(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
+    })
+    .await;
+    let first = active(&ready).unwrap();
+    apply::<RayService>(&ns, &rayservice("wait", "rayproject/ray:2.53.0", 50, 1)).await;
+    let s = wait_service(&ns, "wait", "the Ready message naming the Gateway", |s| {
+        pending(s).is_some()
+            && cond(s, "Ready").is_some_and(|c| c.2.contains("the Gateway is not ready"))
+    })
+    .await;
+    let second = pending(&s).unwrap();
+    // The new cluster got its config at 0 and nothing more.
+    wait_until("the config on the new cluster", TIMEOUT, || async {
+        (fake.submitted_to(&second) >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        capacities(&fake),
+        [(first.clone(), 100), (second.clone(), 0)]
+    );
+    // Once the Gateway controller accepts them, the upgrade runs through.
+    accept_gateway_and_route(&ns, "wait").await;
+    wait_service(&ns, "wait", "the new cluster promoted", |s| {
+        active(s).as_deref() == Some(second.as_str())
+    })
+    .await;
+}
