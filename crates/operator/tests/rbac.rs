@@ -17,6 +17,7 @@ use kuberay_api::features::{FeatureGates, GCS_FAULT_TOLERANCE_EMBEDDED_STORAGE, 
 use kuberay_api::raycluster::ClusterState;
 use kuberay_api::rayjob::JobDeploymentStatus;
 use kuberay_api::{RayCluster, RayCronJob, RayJob, RayService};
+use kuberay_operator::controllers::rayservice::gateway::{Gateway, HTTPRoute};
 use kuberay_operator::kit::clock::TestClock;
 use kuberay_operator::rbac::{
     self, LEADER_ELECTION_RULES, OPERATOR_RULES, Permission, called_permissions, permissions,
@@ -132,6 +133,16 @@ spec:
           containers: [{name: ray-worker, image: "rayproject/ray:2.52.0"}]
 "#;
 
+/// The same, upgraded incrementally through the Gateway API.
+fn incremental_rayservice() -> String {
+    let mut v: serde_json::Value = serde_yaml::from_str(RAYSERVICE).unwrap();
+    v["metadata"]["name"] = json!("rbac-inc");
+    v["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] = json!(true);
+    v["spec"]["upgradeStrategy"] = json!({"type": "NewClusterWithIncrementalUpgrade",
+        "clusterUpgradeOptions": {"gatewayClassName": "rbac", "stepSizePercent": 50, "intervalSeconds": 1}});
+    serde_yaml::to_string(&v).unwrap()
+}
+
 /// Head-only clusters with GCS fault tolerance: in Redis, and embedded.
 const GCS_FT_REDIS: &str = r#"
 apiVersion: ray.io/v1
@@ -201,6 +212,7 @@ fn rbac_only(rendered: &str) -> String {
 async fn the_operator_needs_every_declared_permission_and_no_other() {
     init_logs();
     harness::install_crds().await;
+    harness::install_gateway_api_crds().await;
     let ns = harness::namespace("rbac").await;
     // Distinct names: other tests install cluster-scoped RBAC too.
     let account = format!("kr-{}", ns.name);
@@ -358,6 +370,46 @@ async fn the_operator_needs_every_declared_permission_and_no_other() {
         .await
         .unwrap();
     condition("Suspended").await;
+
+    // An incremental RayService: its Gateway and HTTPRoute read each
+    // reconcile, created, and patched back after someone changed them.
+    apply::<RayService>(&ns, &incremental_rayservice()).await;
+    let gateways: kube::Api<Gateway> = ns.api();
+    let routes: kube::Api<HTTPRoute> = ns.api();
+    wait_until("the HTTPRoute", TIMEOUT, || async {
+        routes.get_opt("rbac-inc-httproute").await.ok()?
+    })
+    .await;
+    gateways
+        .patch(
+            "rbac-inc-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"gatewayClassName": "changed"}})),
+        )
+        .await
+        .unwrap();
+    wait_until("the Gateway patched back", TIMEOUT, || async {
+        let g = gateways.get("rbac-inc-gateway").await.ok()?;
+        (g.spec.gateway_class_name == "rbac").then_some(())
+    })
+    .await;
+    let route = routes.get("rbac-inc-httproute").await.unwrap();
+    let mut spec = serde_json::to_value(&route.spec).unwrap();
+    spec["rules"][0]["backendRefs"][0]["weight"] = json!(7);
+    routes
+        .patch(
+            "rbac-inc-httproute",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+    wait_until("the HTTPRoute patched back", TIMEOUT, || async {
+        let r = routes.get("rbac-inc-httproute").await.ok()?;
+        let w = r.spec.rules[0].backend_refs.as_ref()?[0].weight;
+        (w == Some(100)).then_some(())
+    })
+    .await;
 
     // GCS fault tolerance: a Redis cluster deleted through its clean-up
     // Job, and the embedded store's claim created, then released by
