@@ -94,12 +94,12 @@ pub const OPERATOR_RULES: &[Rule] = &[
     Rule {
         group: "gateway.networking.k8s.io",
         resources: &["gateways", "httproutes"],
-        verbs: &["get", "create", "patch"],
+        verbs: &["get", "create", "patch", "delete"],
         called: true,
         why: "the Gateway and HTTPRoute of a RayService's incremental upgrade: \
               read each reconcile (not watched, so the operator runs where the \
               Gateway API is not installed), created, their spec patched back \
-              when it drifted or the traffic weights move",
+              when it drifted or the traffic weights move, deleted on suspend",
     },
     Rule {
         group: "",

@@ -425,3 +425,189 @@ async fn e2e_rayservice_with_gcs_ft_keeps_its_applications_across_a_head_restart
         submissions_to(&cluster)
     );
 }
+
+/// Real Serve's `target_capacity` on `cluster`, from its dashboard through
+/// the cluster's head service (the host routes the service range).
+async fn serve_target_capacity(ns: &TestNamespace, cluster: &str) -> Option<Option<i64>> {
+    let svc = ns
+        .api::<k8s_openapi::api::core::v1::Service>()
+        .get(&format!("{cluster}-head-svc"))
+        .await
+        .ok()?;
+    let ip = svc.spec?.cluster_ip?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("http://{ip}:8265/api/serve/applications/"))
+        .send()
+        .await
+        .ok()?;
+    let v: Value = r.json().await.ok()?;
+    Some(v["target_capacity"].as_i64())
+}
+
+/// An incremental upgrade on real nodes with real Serve. No Gateway
+/// implementation can run here (no container registry: only Go modules,
+/// PyPI, crates.io and Debian), so no request goes through a Gateway: the
+/// test marks the Gateway and route ready as their controller would, and
+/// checks that each `target_capacity` step reaches real Serve, that the
+/// route's weights end at the new cluster alone, and that the old cluster
+/// is deleted.
+#[tokio::test]
+async fn e2e_rayservice_incremental_upgrade_moves_real_serve_capacity_and_route_weights() {
+    use kuberay_operator::controllers::rayservice::gateway::{Gateway, HTTPRoute};
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let _permit = harness::ray_permit().await;
+    operator_installed().await;
+    harness::install_gateway_api_crds().await;
+    let ns = harness::real_namespace("e2e-incr").await;
+    apply_json::<ConfigMap>(
+        &ns,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "greeter-app"}, "data": {"greeter.py": GREETER}}),
+    )
+    .await;
+    let incremental = |message: &str, mark: &str| {
+        let mut v = sample(message, mark);
+        v["spec"]["rayClusterDeletionDelaySeconds"] = json!(5);
+        v["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] = json!(true);
+        v["spec"]["upgradeStrategy"] = json!({"type": "NewClusterWithIncrementalUpgrade",
+            "clusterUpgradeOptions": {"gatewayClassName": "none-here", "stepSizePercent": 50,
+                "intervalSeconds": 5, "maxSurgePercent": 50}});
+        v
+    };
+    apply_json::<RayService>(&ns, incremental("hello-v1", "1")).await;
+    let ready = wait_service(&ns, "the RayService Ready", |s| {
+        condition(s, "Ready").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let first = active(&ready).unwrap();
+    let tc = wait_until("real Serve's target_capacity", RAY_TIMEOUT, || {
+        serve_target_capacity(&ns, &first)
+    })
+    .await;
+    assert_eq!(tc, Some(100), "the first cluster takes all of it");
+
+    // The stand-in Gateway controller's part.
+    let gateways: kube::Api<Gateway> = ns.api();
+    let routes: kube::Api<HTTPRoute> = ns.api();
+    wait_until("the Gateway and HTTPRoute", RAY_TIMEOUT, || async {
+        gateways.get_opt("rayservice-sample-gateway").await.ok()??;
+        routes.get_opt("rayservice-sample-httproute").await.ok()?
+    })
+    .await;
+    let cond = |t: &str| json!({"type": t, "status": "True", "reason": t, "message": "stand-in", "lastTransitionTime": "2026-01-01T00:00:00Z"});
+    let pp = kube::api::PatchParams::default();
+    gateways
+        .patch_status(
+            "rayservice-sample-gateway",
+            &pp,
+            &kube::api::Patch::Merge(
+                json!({"status": {"conditions": [cond("Accepted"), cond("Programmed")]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    routes
+        .patch_status(
+            "rayservice-sample-httproute",
+            &pp,
+            &kube::api::Patch::Merge(json!({"status": {"parents": [{
+                "parentRef": {"name": "rayservice-sample-gateway", "namespace": ns.name},
+                "controllerName": "example.com/stand-in",
+                "conditions": [cond("Accepted"), cond("ResolvedRefs")]}]}})),
+        )
+        .await
+        .unwrap();
+
+    apply_json::<RayService>(&ns, incremental("hello-v2", "2")).await;
+    let upgrading = wait_service(&ns, "UpgradeInProgress", |s| {
+        condition(s, "UpgradeInProgress").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let second = pending(&upgrading).unwrap();
+    // What real Serve reports on each cluster, and the route's weights,
+    // until the new cluster is promoted.
+    let mut seen_new = Vec::new();
+    let mut seen_old = Vec::new();
+    let mut weights = Vec::new();
+    let deadline = tokio::time::Instant::now() + RAY_TIMEOUT;
+    loop {
+        if let Some(Some(tc)) = serve_target_capacity(&ns, &second).await
+            && seen_new.last() != Some(&tc)
+        {
+            seen_new.push(tc);
+        }
+        if let Some(Some(tc)) = serve_target_capacity(&ns, &first).await
+            && seen_old.last() != Some(&tc)
+        {
+            seen_old.push(tc);
+        }
+        if let Ok(r) = routes.get("rayservice-sample-httproute").await {
+            let w: Vec<i32> = r.spec.rules[0]
+                .backend_refs
+                .iter()
+                .flatten()
+                .map(|b| b.weight.unwrap_or(1))
+                .collect();
+            if weights.last() != Some(&w) {
+                weights.push(w);
+            }
+        }
+        let s = service(&ns).await;
+        if active(&s).as_deref() == Some(second.as_str()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no promotion; new {seen_new:?} old {seen_old:?} weights {weights:?}; status {:#?}",
+            s.status
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        seen_new.contains(&50) && seen_new.last() == Some(&100),
+        "new cluster's Serve target_capacity: {seen_new:?}"
+    );
+    assert!(
+        seen_old.contains(&50),
+        "old cluster's Serve target_capacity: {seen_old:?}"
+    );
+    assert!(weights.contains(&vec![50, 50]), "{weights:?}");
+    let new_backend = format!("{second}-serve-svc");
+    wait_until("the route on the new cluster only", RAY_TIMEOUT, || async {
+        let r = routes.get("rayservice-sample-httproute").await.ok()?;
+        let b: Vec<(String, Option<i32>)> = r.spec.rules[0]
+            .backend_refs
+            .iter()
+            .flatten()
+            .map(|b| (b.name.clone(), b.weight))
+            .collect();
+        (b == [(new_backend.clone(), Some(100))]).then_some(())
+    })
+    .await;
+    // The new cluster's own serve service answers with the new application.
+    let svc = ns
+        .api::<k8s_openapi::api::core::v1::Service>()
+        .get(&new_backend)
+        .await
+        .unwrap();
+    let ip = svc.spec.unwrap().cluster_ip.unwrap();
+    let answer = wait_until("hello-v2 from the new cluster", RAY_TIMEOUT, || async {
+        let r = reqwest::get(format!("http://{ip}:8000/greet")).await.ok()?;
+        r.status().is_success().then_some(())?;
+        r.text().await.ok()
+    })
+    .await;
+    assert_eq!(answer, "hello-v2");
+    wait_until("the old cluster deleted", RAY_TIMEOUT, || async {
+        ns.api::<RayCluster>()
+            .get_opt(&first)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}

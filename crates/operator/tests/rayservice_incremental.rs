@@ -229,7 +229,9 @@ async fn capacity_then_traffic_move_step_by_step_and_the_new_cluster_is_promoted
     let (ns, op, fake) = setup_incremental("inc-up").await;
     apply::<RayService>(&ns, &rayservice("web", "rayproject/ray:2.52.0", 50, 2)).await;
     let ready = wait_service(&ns, "web", "Ready with an active cluster", |s| {
-        cond(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
+        cond(s, "Ready").is_some_and(|c| c.0 == "True")
+            && active(s).is_some()
+            && sides(s).0.1.is_some()
     })
     .await;
     let first = active(&ready).unwrap();
@@ -366,7 +368,9 @@ async fn going_back_to_the_live_spec_mid_upgrade_rolls_traffic_and_capacity_back
     let old = rayservice("back", "rayproject/ray:2.52.0", 25, 2);
     apply::<RayService>(&ns, &old).await;
     let ready = wait_service(&ns, "back", "Ready", |s| {
-        cond(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
+        cond(s, "Ready").is_some_and(|c| c.0 == "True")
+            && active(s).is_some()
+            && sides(s).0.1.is_some()
     })
     .await;
     let first = active(&ready).unwrap();
@@ -420,7 +424,9 @@ async fn no_capacity_moves_until_the_gateway_and_route_are_ready() {
     let (ns, _op, fake) = setup_incremental("inc-wait").await;
     apply::<RayService>(&ns, &rayservice("wait", "rayproject/ray:2.52.0", 50, 1)).await;
     let ready = wait_service(&ns, "wait", "Ready", |s| {
-        cond(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
+        cond(s, "Ready").is_some_and(|c| c.0 == "True")
+            && active(s).is_some()
+            && sides(s).0.1.is_some()
     })
     .await;
     let first = active(&ready).unwrap();

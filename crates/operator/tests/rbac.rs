@@ -410,6 +410,28 @@ async fn the_operator_needs_every_declared_permission_and_no_other() {
         (w == Some(100)).then_some(())
     })
     .await;
+    // Suspended: its Gateway and HTTPRoute are deleted with the rest.
+    services
+        .patch(
+            "rbac-inc",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .unwrap();
+    wait_until("the incremental RayService suspended", TIMEOUT, || async {
+        let s = services.get("rbac-inc").await.ok()?;
+        let suspended = s
+            .status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Suspended" && c.status == "True");
+        (suspended
+            && gateways.get_opt("rbac-inc-gateway").await.ok()?.is_none()
+            && routes.get_opt("rbac-inc-httproute").await.ok()?.is_none())
+        .then_some(())
+    })
+    .await;
 
     // GCS fault tolerance: a Redis cluster deleted through its clean-up
     // Job, and the embedded store's claim created, then released by

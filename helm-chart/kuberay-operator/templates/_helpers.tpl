@@ -216,7 +216,7 @@ test suite checks this list and the operator's real requests against.
   verbs: [list, watch, create, patch]
 - apiGroups: [gateway.networking.k8s.io]
   resources: [gateways, httproutes]
-  verbs: [get, create, patch]
+  verbs: [get, create, patch, delete]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
   verbs: [list, watch, create, patch]

@@ -66,7 +66,7 @@ pub enum Error {
     Finalizer(kube::Error),
     #[error("updating the status: {}", api_message(.0))]
     Status(kube::Error),
-    #[error("reading the Gateway API objects: {}", api_message(.0))]
+    #[error("the Gateway API objects: {}", api_message(.0))]
     GatewayApi(kube::Error),
     #[error("writing the {kind} {name}: {}", api_message(.source))]
     Routing {

@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kuberay_api::{RayCluster, RayService};
 use serde::Serialize;
 
@@ -230,4 +230,60 @@ pub async fn ensure_cluster_serve_service(
         Ok(_) => Ok(()),
         Err(source) => Err(Error::Service { name, source }),
     }
+}
+
+/// Deletes the Gateway and HTTPRoute of `svc` (suspend); `true` while one
+/// of them still existed. A missing Gateway API counts as deleted.
+pub async fn delete_routes(svc: &RayService, ctx: &Context, why: &str) -> Result<bool, Error> {
+    let ns = svc.namespace().unwrap_or_default();
+    let gateways: Api<Gateway> = Api::namespaced(ctx.client.clone(), &ns);
+    let routes: Api<HTTPRoute> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut left = false;
+    for (kind, name, result) in [
+        (
+            "HTTPRoute",
+            gateway::route_name(svc),
+            routes
+                .delete(&gateway::route_name(svc), &DeleteParams::background())
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "Gateway",
+            gateway::gateway_name(svc),
+            gateways
+                .delete(&gateway::gateway_name(svc), &DeleteParams::background())
+                .await
+                .map(|_| ()),
+        ),
+    ] {
+        match result {
+            Ok(()) => {
+                left = true;
+                ctx.events
+                    .normal(
+                        svc,
+                        &format!("Deleted{kind}"),
+                        "Delete",
+                        format!("Deleted the {kind} {ns}/{name} {why}"),
+                    )
+                    .await;
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(source) => {
+                let reason = format!("FailedToDelete{kind}");
+                let err = Error::GatewayApi(source);
+                ctx.events
+                    .warning(
+                        svc,
+                        &reason,
+                        "Delete",
+                        format!("Failed to delete the {kind} {ns}/{name} {why}: {err}"),
+                    )
+                    .await;
+                return Err(err);
+            }
+        }
+    }
+    Ok(left)
 }

@@ -1,6 +1,6 @@
 //! KubeRay's suspend state machine: `suspend: true` first records
-//! `Suspending` (the commit point), then deletes the RayClusters and
-//! services, then records `Suspended`; `suspend: false` resumes from
+//! `Suspending` (the commit point), then deletes the RayClusters,
+//! services, Gateway and HTTPRoute, then records `Suspended`; `suspend: false` resumes from
 //! `Suspended` as if the service were new. Once `Suspending` is stored the
 //! deletion runs to the end even if `suspend` flips back.
 
@@ -132,8 +132,9 @@ pub async fn step(
     Ok(Step::Stop { again: true })
 }
 
-/// Deletes the service's RayClusters and services; `true` once none is
-/// left in the caches.
+/// Deletes the service's RayClusters and services (and, in an incremental
+/// upgrade, its Gateway and HTTPRoute, as KubeRay does); `true` once none
+/// is left.
 pub async fn delete_owned(svc: &RayService, ctx: &Context, why: &str) -> Result<bool, Error> {
     let ns = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
@@ -176,5 +177,10 @@ pub async fn delete_owned(svc: &RayService, ctx: &Context, why: &str) -> Result<
             }
         }
     }
-    Ok(none_left)
+    let routes_left = if super::incremental::enabled(svc, &ctx.cfg.gates) {
+        super::routing::delete_routes(svc, ctx, why).await?
+    } else {
+        false
+    };
+    Ok(none_left && !routes_left)
 }
