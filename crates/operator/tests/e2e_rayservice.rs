@@ -478,8 +478,9 @@ async fn e2e_rayservice_incremental_upgrade_moves_real_serve_capacity_and_route_
         v
     };
     apply_json::<RayService>(&ns, incremental("hello-v1", "1")).await;
-    let ready = wait_service(&ns, "the RayService Ready", |s| {
-        condition(s, "Ready").is_some_and(|c| c.0 == "True")
+    // The new cluster's own serve service counts before its promotion.
+    let ready = wait_service(&ns, "the RayService Ready and promoted", |s| {
+        condition(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
     })
     .await;
     let first = active(&ready).unwrap();
