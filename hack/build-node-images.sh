@@ -104,7 +104,10 @@ if [ ! -x "$ray_dir/rootfs/home/ray/anaconda3/bin/ray" ]; then
         python3 -m venv /home/ray/anaconda3
         # protobuf 7 removed FieldDescriptor.label, which Ray Serve 2.52
         # still reads: every Serve application would end DEPLOY_FAILED.
-        /home/ray/anaconda3/bin/pip install --quiet "ray[default,serve]==$RAY_VERSION" "protobuf<7"
+        # Ray 2.57.1 Serve imports jinja2 (serve/_private/haproxy.py) but
+        # does not declare it: without it `from ray import serve` fails and
+        # the dashboard answers 501 to every Serve request.
+        /home/ray/anaconda3/bin/pip install --quiet "ray[default,serve]==$RAY_VERSION" "protobuf<7" jinja2
         /home/ray/anaconda3/bin/pip wheel --quiet --wheel-dir /opt/wheelhouse -r /tmp/wheelhouse.txt
         rm -rf /tmp/pip-* /tmp/wheelhouse.txt
         chown -R 1000:100 /home/ray
