@@ -231,8 +231,7 @@ pub fn timeout_deadline(svc: &RayService, st: &RayServiceStatuses) -> Option<jif
 }
 
 /// What the API accepts but this operator refuses, each with its field
-/// path: the incremental upgrade (not built here yet), token auth (the
-/// dashboard client does not send tokens yet) and a head container with
+/// path: the incremental upgrade (not built here yet) and a head container with
 /// ports but none for Serve and no `serveService` (KubeRay fails the
 /// reconcile on it; here it is said up front).
 pub fn refusals(svc: &RayService, probe: &RayCluster) -> Vec<String> {
@@ -245,15 +244,6 @@ pub fn refusals(svc: &RayService, probe: &RayCluster) -> Vec<String> {
     if strategy == Some(&RayServiceUpgradeType::NewClusterWithIncrementalUpgrade) {
         out.push(
             "spec.upgradeStrategy.type: NewClusterWithIncrementalUpgrade is not supported by this operator yet; use NewCluster (zero-downtime blue-green) or None".to_string(),
-        );
-    }
-    let auth = svc.spec.ray_cluster_config.auth_options.as_ref();
-    if auth
-        .and_then(|a| a.mode.as_ref())
-        .is_some_and(|m| m.to_string() == "token")
-    {
-        out.push(
-            "spec.rayClusterConfig.authOptions.mode: token is not supported for RayService by this operator yet (its dashboard client does not send the token)".to_string(),
         );
     }
     if svc.spec.serve_service.is_none() && serve_ports(probe).is_empty() {
