@@ -125,10 +125,12 @@ pub const OPERATOR_RULES: &[Rule] = &[
     Rule {
         group: "",
         resources: &["secrets"],
-        verbs: &["list", "watch", "create"],
+        verbs: &["get", "list", "watch", "create"],
         called: true,
         why: "the generated auth token of authOptions.mode token, created \
-              once and never changed",
+              once and never changed; get: the token (generated or the \
+              user's secretName) sent to the dashboard by RayJob and \
+              RayService",
     },
     Rule {
         group: "events.k8s.io",

@@ -104,7 +104,8 @@ fn the_installed_roles_grant_exactly_the_declared_rules() {
 }
 
 /// A RayCronJob whose RayJobs start suspended (no cluster).
-/// A RayService whose serve config the fake dashboard runs.
+/// A RayService whose serve config the fake dashboard runs; with token
+/// authentication, so the operator reads the token Secret to call it.
 const RAYSERVICE: &str = r#"
 apiVersion: ray.io/v1
 kind: RayService
@@ -117,6 +118,7 @@ spec:
       import_path: app.app
   rayClusterConfig:
     rayVersion: "2.52.0"
+    authOptions: {mode: token}
     headGroupSpec:
       rayStartParams: {}
       template:

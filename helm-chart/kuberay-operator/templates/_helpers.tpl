@@ -207,7 +207,7 @@ test suite checks this list and the operator's real requests against.
   verbs: [list]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [list, watch, create]
+  verbs: [get, list, watch, create]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

@@ -7,9 +7,9 @@ use std::io::Read;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kuberay_api::RayCluster;
 use kuberay_api::names::{CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, check_name};
 use kuberay_api::raycluster::AuthMode;
+use kuberay_api::{RayCluster, RayClusterSpec};
 
 /// The key of the token in the Secret (KubeRay's `RAY_AUTH_TOKEN_SECRET_KEY`).
 pub const TOKEN_KEY: &str = "auth_token";
@@ -22,6 +22,62 @@ pub fn needs_secret(cluster: &RayCluster) -> bool {
             && a.enable_k8s_token_auth != Some(true)
             && a.secret_name.as_ref().is_none_or(|s| s.is_empty())
     })
+}
+
+/// The Secret whose `auth_token` the Ray containers (and the operator's
+/// dashboard calls) authenticate with: `authOptions.secretName`, else the
+/// generated one named after the cluster. `None` without token mode and with
+/// Kubernetes token authentication (service account tokens, no Secret).
+pub fn token_secret_name(spec: &RayClusterSpec, cluster: &str) -> Option<String> {
+    let a = spec.auth_options.as_ref()?;
+    if a.mode != Some(AuthMode::Token) || a.enable_k8s_token_auth == Some(true) {
+        return None;
+    }
+    Some(
+        a.secret_name
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| check_name(cluster, 50)),
+    )
+}
+
+/// The token in a Secret, or what is wrong with it, for the user.
+pub fn token_in(secret: &Secret) -> Result<String, String> {
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(TOKEN_KEY))
+        .ok_or_else(|| format!("the auth token Secret {name} has no key {TOKEN_KEY:?}"))?;
+    String::from_utf8(bytes.0.clone())
+        .map(|t| t.trim().to_string())
+        .map_err(|_| format!("the {TOKEN_KEY:?} of the auth token Secret {name} is not UTF-8"))
+}
+
+/// The token the operator sends to `cluster`'s dashboard, read from the API
+/// server (the operator caches only the Secrets it created, and a user's
+/// `secretName` is not one of them). `None` when the cluster does not ask
+/// for token authentication.
+pub async fn dashboard_token(
+    client: &kube::Client,
+    cluster: &RayCluster,
+) -> Result<Option<String>, String> {
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let Some(secret) = token_secret_name(&cluster.spec, name) else {
+        return Ok(None);
+    };
+    let ns = cluster.metadata.namespace.as_deref().unwrap_or_default();
+    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), ns);
+    match api.get_opt(&secret).await {
+        Ok(Some(s)) => token_in(&s).map(Some),
+        Ok(None) => Err(format!(
+            "the auth token Secret {ns}/{secret} of RayCluster {name} does not exist"
+        )),
+        Err(e) => Err(format!(
+            "reading the auth token Secret {ns}/{secret}: {}",
+            crate::kit::applier::api_message(&e)
+        )),
+    }
 }
 
 /// 32 random bytes from the kernel, hex encoded.
@@ -53,6 +109,52 @@ pub fn secret(cluster: &RayCluster) -> Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(auth: serde_json::Value) -> RayClusterSpec {
+        serde_json::from_value(serde_json::json!({
+            "headGroupSpec": {"template": {}}, "authOptions": auth
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_token_secret_is_the_users_or_the_generated_one() {
+        let name = |a| token_secret_name(&spec(a), "rc");
+        assert_eq!(
+            name(serde_json::json!({"mode": "token"})).as_deref(),
+            Some("rc")
+        );
+        assert_eq!(
+            name(serde_json::json!({"mode": "token", "secretName": "mine"})).as_deref(),
+            Some("mine")
+        );
+        assert_eq!(
+            name(serde_json::json!({"mode": "token", "secretName": ""})).as_deref(),
+            Some("rc")
+        );
+        assert_eq!(name(serde_json::json!({"mode": "disabled"})), None);
+        assert_eq!(
+            name(serde_json::json!({"mode": "token", "enableK8sTokenAuth": true})),
+            None
+        );
+    }
+
+    #[test]
+    fn a_secret_without_its_key_says_which_key() {
+        let secret = |data: serde_json::Value| -> Secret {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "s"}, "data": data}))
+                .unwrap()
+        };
+        // "dG9r" is base64 for "tok".
+        assert_eq!(
+            token_in(&secret(serde_json::json!({"auth_token": "dG9r"}))).unwrap(),
+            "tok"
+        );
+        assert_eq!(
+            token_in(&secret(serde_json::json!({"other": "dG9r"}))).unwrap_err(),
+            "the auth token Secret s has no key \"auth_token\""
+        );
+    }
 
     #[test]
     fn tokens_are_random_and_long() {

@@ -105,6 +105,10 @@ pub enum DashboardError {
     },
     #[error("unexpected answer from {url}: {detail}")]
     Decode { url: String, detail: String },
+    /// The cluster asks for token authentication and its token could not
+    /// be read (the message names the Secret and what is wrong with it).
+    #[error("{0}")]
+    Token(String),
 }
 
 /// How the operator reaches a cluster's dashboard. Production goes to the
@@ -134,10 +138,41 @@ impl Dashboards for DirectDashboards {
     }
 }
 
-#[derive(Clone, Debug)]
+/// A client of `cluster`'s dashboard that authenticates as its Ray pods do
+/// when the cluster has `authOptions.mode: token`: the token is read from
+/// the cluster's Secret at each call of this function (a cluster's token can
+/// be replaced by its owner; a stale copy would lock the operator out).
+pub async fn authenticated(
+    dashboards: &dyn Dashboards,
+    kube: &kube::Client,
+    cluster: &kuberay_api::RayCluster,
+    url: &str,
+) -> Result<DashboardClient, DashboardError> {
+    let token = super::auth::dashboard_token(kube, cluster)
+        .await
+        .map_err(DashboardError::Token)?;
+    Ok(dashboards.client(cluster, url).with_token(token))
+}
+
+/// The header Ray's dashboard reads the token from (`Authorization` may be
+/// taken by a proxy in front of it).
+pub const TOKEN_HEADER: &str = "x-ray-authorization";
+
+#[derive(Clone)]
 pub struct DashboardClient {
     http: reqwest::Client,
     base: String,
+    token: Option<String>,
+}
+
+/// Never the token itself: clients end up in debug logs.
+impl std::fmt::Debug for DashboardClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardClient")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl DashboardClient {
@@ -156,7 +191,14 @@ impl DashboardClient {
         Self {
             http,
             base: base.trim_end_matches('/').to_string(),
+            token: None,
         }
+    }
+
+    /// The same client, sending `token` with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -172,6 +214,10 @@ impl DashboardClient {
         req: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<(u16, String), DashboardError> {
+        let req = match &self.token {
+            Some(t) => req.header(TOKEN_HEADER, format!("Bearer {t}")),
+            None => req,
+        };
         let resp = req
             .send()
             .await

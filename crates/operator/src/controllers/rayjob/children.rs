@@ -21,7 +21,7 @@ use super::reconcile::Error;
 use super::transitions::{Next, fail, has_submitter, mode, selector_cluster, t};
 use super::{Context, cluster, submitter};
 use crate::kit::applier;
-use crate::ray::dashboard::{DashboardError, SubmitRequest};
+use crate::ray::dashboard::{self, DashboardError, SubmitRequest};
 use crate::ray::service::dashboard_url;
 
 /// The job's cluster: the owned one (created if missing) or the selected one.
@@ -121,6 +121,7 @@ pub(super) async fn ensure_submitter(
     let mut desired = submitter::job(
         job,
         &c.spec,
+        &c.name_any(),
         &url,
         st.job_id.as_deref().unwrap_or_default(),
         ctx.cfg.login_shell,
@@ -255,9 +256,16 @@ pub(super) async fn follow_ray_job(
         .dashboard_url
         .clone()
         .unwrap_or_else(|| dashboard_url(c, &ctx.cfg.cluster_domain));
-    let client = ctx.dashboards.client(c, &url);
     let job_id = st.job_id.clone().unwrap_or_default();
     st.ray_cluster_status = c.status.clone();
+    let client = match dashboard::authenticated(ctx.dashboards.as_ref(), &ctx.client, c, &url).await
+    {
+        Ok(client) => client,
+        Err(e) => {
+            record_check_failure(st, now, e.to_string());
+            return Ok(Next::After(ctx.poll));
+        }
+    };
     match client.get_job(&job_id).await {
         Ok(None) => match mode(job) {
             Mode::HttpMode => match client.submit(&submit_request(job, &job_id)?).await {

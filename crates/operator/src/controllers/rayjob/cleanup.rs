@@ -12,6 +12,7 @@ use super::Context;
 use super::deletion::Cleanup;
 use super::reconcile::Error;
 use super::transitions::selector_cluster;
+use crate::ray::dashboard;
 
 pub(super) async fn cleanup(
     job: &RayJob,
@@ -127,7 +128,12 @@ pub(super) async fn stop_job(job: &RayJob, ctx: &Context) {
     else {
         return;
     };
-    if let Err(e) = ctx.dashboards.client(&c, &url).stop_job(&id).await {
+    let stopped =
+        match dashboard::authenticated(ctx.dashboards.as_ref(), &ctx.client, &c, &url).await {
+            Ok(client) => client.stop_job(&id).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+    if let Err(e) = stopped {
         tracing::warn!(%ns, job = %job.name_any(), error = %e, "could not stop the Ray job of a deleted RayJob");
     }
 }

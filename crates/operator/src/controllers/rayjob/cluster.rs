@@ -44,7 +44,7 @@ pub fn cluster_for(
         job.metadata.annotations.clone().unwrap_or_default();
     annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     if mode == JobSubmissionMode::SidecarMode {
-        let container = submitter::sidecar(job, &spec, job_id, login)?;
+        let container = submitter::sidecar(job, &spec, name, job_id, login)?;
         let head = spec
             .head_group_spec
             .template

@@ -19,6 +19,7 @@ use kuberay_api::rayjob::JobSubmissionMode;
 use kuberay_api::validation::parse_ray_version;
 use kuberay_api::{RayClusterSpec, RayJob};
 
+use crate::ray::pod::auth_env;
 use crate::ray::pod::command::shell;
 
 pub const SUBMITTER_CONTAINER: &str = "ray-job-submitter";
@@ -233,10 +234,12 @@ pub fn configure(
     }
 }
 
-/// The K8sJobMode submitter Job, named like the RayJob.
+/// The K8sJobMode submitter Job, named like the RayJob. `cluster_name`
+/// names the cluster's token Secret when it asks for token authentication.
 pub fn job(
     rayjob: &RayJob,
     cluster: &RayClusterSpec,
+    cluster_name: &str,
     dashboard_url: &str,
     job_id: &str,
     login: bool,
@@ -266,6 +269,8 @@ pub fn job(
         false,
         login,
     );
+    // `ray job` authenticates with the cluster's token, as its pods do.
+    auth_env(cluster, cluster_name, &mut pod.containers[0]);
     template
         .metadata
         .get_or_insert_with(Default::default)
@@ -299,12 +304,14 @@ pub fn job(
 pub fn sidecar(
     rayjob: &RayJob,
     cluster: &RayClusterSpec,
+    cluster_name: &str,
     job_id: &str,
     login: bool,
 ) -> Result<Container, String> {
     let mut c = default_container(cluster);
     let cmd = command(rayjob, cluster, "", job_id)?;
     configure(&mut c, cmd, "", job_id, true, login);
+    auth_env(cluster, cluster_name, &mut c);
     Ok(c)
 }
 
@@ -344,6 +351,7 @@ mod tests {
         let job = job(
             &j,
             &cluster,
+            "job-raycluster-x",
             "job-head-svc.ns.svc.cluster.local:8265",
             "job-abcde",
             false,
@@ -376,10 +384,43 @@ mod tests {
     }
 
     #[test]
+    fn submitters_authenticate_with_the_clusters_token() {
+        let mut j = rayjob(serde_json::json!({}));
+        let mut cluster = j.spec.ray_cluster_spec.clone().unwrap();
+        cluster.auth_options =
+            serde_json::from_value(serde_json::json!({"mode": "token"})).unwrap();
+        j.spec.ray_cluster_spec = Some(cluster.clone());
+        let token_env = |c: &Container| {
+            let env = c.env.clone().unwrap_or_default();
+            let mode = env
+                .iter()
+                .find(|e| e.name == "RAY_AUTH_MODE")
+                .and_then(|e| e.value.clone());
+            let secret = env
+                .iter()
+                .find(|e| e.name == "RAY_AUTH_TOKEN")
+                .and_then(|e| e.value_from.clone()?.secret_key_ref)
+                .map(|s| (s.name, s.key));
+            (mode, secret)
+        };
+        let want = (
+            Some("token".to_string()),
+            Some(("rc".to_string(), "auth_token".to_string())),
+        );
+        let k8s_job = job(&j, &cluster, "rc", "rc-head-svc:8265", "id", false).unwrap();
+        let pod = k8s_job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(token_env(&pod.containers[0]), want);
+        assert_eq!(
+            token_env(&sidecar(&j, &cluster, "rc", "id", false).unwrap()),
+            want
+        );
+    }
+
+    #[test]
     fn sidecars_submit_to_their_own_head_and_block() {
         let j = rayjob(serde_json::json!({"submissionMode": "SidecarMode"}));
         let cluster = j.spec.ray_cluster_spec.clone().unwrap();
-        let c = sidecar(&j, &cluster, "id", false).unwrap();
+        let c = sidecar(&j, &cluster, "job-raycluster-x", "id", false).unwrap();
         let cmd = &c.args.unwrap()[0];
         assert!(
             cmd.contains("ray job submit --address http://127.0.0.1:8265 --submission-id id --"),

@@ -37,6 +37,7 @@ use crate::kit::applier::{self, ApplyError, Outcome, api_message};
 use crate::kit::finalizer;
 use crate::kit::runner::Reason;
 use crate::ray::conditions::HEAD_POD_READY;
+use crate::ray::dashboard;
 use crate::ray::service::{dashboard_url, serve_port};
 
 /// KubeRay's default `rayClusterDeletionDelaySeconds`.
@@ -820,9 +821,15 @@ async fn serve_on(
         ));
         return (false, None);
     }
-    let client = ctx
-        .dashboards
-        .client(c, &dashboard_url(c, &ctx.cfg.cluster_domain));
+    let url = dashboard_url(c, &ctx.cfg.cluster_domain);
+    let client = match dashboard::authenticated(ctx.dashboards.as_ref(), &ctx.client, c, &url).await
+    {
+        Ok(client) => client,
+        Err(e) => {
+            pass.waiting.push(format!("RayCluster {cname}: {e}"));
+            return (false, None);
+        }
+    };
     let details = match client.serve_applications().await {
         Ok(d) => d,
         Err(e) => {

@@ -234,7 +234,7 @@ pub fn timeout_deadline(svc: &RayService, st: &RayServiceStatuses) -> Option<jif
 }
 
 /// What the API accepts but this operator refuses, each with its field
-/// path: token auth (the dashboard client does not send tokens yet) and a
+/// path: a
 /// head container with ports but none for Serve and no `serveService`, or
 /// none for Serve at all in an incremental upgrade, which ignores
 /// `serveService` (KubeRay fails each reconcile on it; here it is said up
@@ -246,15 +246,6 @@ pub fn refusals(svc: &RayService, probe: &RayCluster) -> Vec<String> {
         .upgrade_strategy
         .as_ref()
         .and_then(|s| s.type_.as_ref());
-    let auth = svc.spec.ray_cluster_config.auth_options.as_ref();
-    if auth
-        .and_then(|a| a.mode.as_ref())
-        .is_some_and(|m| m.to_string() == "token")
-    {
-        out.push(
-            "spec.rayClusterConfig.authOptions.mode: token is not supported for RayService by this operator yet (its dashboard client does not send the token)".to_string(),
-        );
-    }
     let incremental = strategy == Some(&RayServiceUpgradeType::NewClusterWithIncrementalUpgrade);
     if incremental && serve_ports(probe).is_empty() {
         out.push(

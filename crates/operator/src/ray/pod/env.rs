@@ -3,7 +3,8 @@
 
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
-    PodSpec, SecretKeySelector, Volume, VolumeMount,
+    PodSpec, ProjectedVolumeSource, SecretKeySelector, ServiceAccountTokenProjection, Volume,
+    VolumeMount, VolumeProjection,
 };
 use kuberay_api::RayClusterSpec;
 use kuberay_api::names::*;
@@ -133,23 +134,139 @@ pub(crate) fn auth_env(spec: &RayClusterSpec, cluster: &str, c: &mut Container) 
     push_env_if_absent(c, "RAY_AUTH_MODE", "token");
     if a.enable_k8s_token_auth == Some(true) {
         push_env_if_absent(c, "RAY_ENABLE_K8S_TOKEN_AUTH", "true");
-    } else if !c.env.iter().flatten().any(|e| e.name == "RAY_AUTH_TOKEN") {
-        let secret = a
-            .secret_name
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| check_name(cluster, 50));
+    } else if !c.env.iter().flatten().any(|e| e.name == "RAY_AUTH_TOKEN")
+        && let Some(secret) = crate::ray::auth::token_secret_name(spec, cluster)
+    {
         c.env.get_or_insert_with(Vec::new).push(EnvVar {
             name: "RAY_AUTH_TOKEN".into(),
             value: None,
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
                     name: secret,
-                    key: "auth_token".into(),
+                    key: crate::ray::auth::TOKEN_KEY.into(),
                     optional: None,
                 }),
                 ..Default::default()
             }),
         });
+    }
+}
+
+/// Where Kubernetes token authentication finds the pod's service account
+/// token (KubeRay's `ray-token` volume and path).
+pub(crate) const RAY_TOKEN_VOLUME: &str = "ray-token";
+pub(crate) const RAY_TOKEN_MOUNT_PATH: &str = "/var/run/secrets/ray.io/serviceaccount";
+
+/// What token authentication needs beyond the Ray container's env: the
+/// `wait-gcs-ready` init container asks the GCS too, so it carries the
+/// token; with Kubernetes token authentication the pod gets a projected
+/// service account token, mounted where Ray reads it.
+pub(crate) fn token_auth_pod(spec: &RayClusterSpec, cluster: &str, pod: &mut PodSpec) {
+    let Some(a) = spec
+        .auth_options
+        .as_ref()
+        .filter(|a| a.mode == Some(AuthMode::Token))
+    else {
+        return;
+    };
+    for ic in pod.init_containers.iter_mut().flatten() {
+        if ic.name == "wait-gcs-ready" {
+            auth_env(spec, cluster, ic);
+        }
+    }
+    if a.enable_k8s_token_auth != Some(true) {
+        return;
+    }
+    let volumes = pod.volumes.get_or_insert_with(Vec::new);
+    if !volumes.iter().any(|v| v.name == RAY_TOKEN_VOLUME) {
+        volumes.push(Volume {
+            name: RAY_TOKEN_VOLUME.into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    let c = &mut pod.containers[0];
+    let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
+    if !mounts.iter().any(|m| m.name == RAY_TOKEN_VOLUME) {
+        mounts.push(VolumeMount {
+            name: RAY_TOKEN_VOLUME.into(),
+            mount_path: RAY_TOKEN_MOUNT_PATH.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    fn pod() -> PodSpec {
+        serde_json::from_value(serde_json::json!({
+            "containers": [{"name": "ray-worker"}],
+            "initContainers": [{"name": "wait-gcs-ready"}, {"name": "users"}],
+        }))
+        .unwrap()
+    }
+
+    fn spec(auth: serde_json::Value) -> RayClusterSpec {
+        serde_json::from_value(
+            serde_json::json!({"headGroupSpec": {"template": {}}, "authOptions": auth}),
+        )
+        .unwrap()
+    }
+
+    fn names(c: &Container) -> Vec<String> {
+        c.env.iter().flatten().map(|e| e.name.clone()).collect()
+    }
+
+    #[test]
+    fn the_gcs_wait_carries_the_token_and_other_init_containers_do_not() {
+        let mut p = pod();
+        token_auth_pod(&spec(serde_json::json!({"mode": "token"})), "rc", &mut p);
+        let init = p.init_containers.unwrap();
+        assert_eq!(names(&init[0]), ["RAY_AUTH_MODE", "RAY_AUTH_TOKEN"]);
+        assert!(names(&init[1]).is_empty());
+        assert!(p.volumes.is_none());
+    }
+
+    #[test]
+    fn kubernetes_tokens_are_projected_once_where_ray_reads_them() {
+        let mut p = pod();
+        let s = spec(serde_json::json!({"mode": "token", "enableK8sTokenAuth": true}));
+        token_auth_pod(&s, "rc", &mut p);
+        token_auth_pod(&s, "rc", &mut p);
+        let volumes = p.volumes.unwrap();
+        assert_eq!(volumes.len(), 1);
+        let projected = volumes[0].projected.clone().unwrap().sources.unwrap();
+        assert_eq!(
+            projected[0].service_account_token.as_ref().unwrap().path,
+            "token"
+        );
+        let mounts = p.containers[0].volume_mounts.clone().unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].mount_path, RAY_TOKEN_MOUNT_PATH);
+        assert_eq!(mounts[0].read_only, Some(true));
+        let init = p.init_containers.unwrap();
+        assert_eq!(
+            names(&init[0]),
+            ["RAY_AUTH_MODE", "RAY_ENABLE_K8S_TOKEN_AUTH"]
+        );
+    }
+
+    #[test]
+    fn no_token_mode_no_change() {
+        let mut p = pod();
+        token_auth_pod(&spec(serde_json::json!({"mode": "disabled"})), "rc", &mut p);
+        assert_eq!(p, pod());
     }
 }

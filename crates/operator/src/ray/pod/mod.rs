@@ -21,8 +21,8 @@ use crate::ray::{autoscaler, gcs_ft};
 
 use crate::runtime::config::{Config, KUBERAY_VERSION};
 use command::Node;
-use env::head_ft;
 pub(crate) use env::{auth_env, push_env, push_env_if_absent, push_field_env};
+use env::{head_ft, token_auth_pod};
 use probes::add_probes;
 use volumes::{add_ray_logs_volume, add_shared_memory};
 use wait_gcs::wait_gcs_container;
@@ -430,6 +430,7 @@ fn build_ray_container(
         push_env(ic, "FQ_RAY_IP", &fqdn);
         push_env(ic, "RAY_IP", &ctx.head_service());
     }
+    token_auth_pod(spec, ctx.name(), pod_spec);
 }
 
 pub(crate) fn is_autoscaler_v2(spec: &RayClusterSpec) -> bool {
