@@ -190,13 +190,19 @@ async fn scaling_follows_replicas_and_the_autoscalers_workers_to_delete() {
             .then_some(())
     })
     .await;
-    let evs = events(&ns, "scale").await;
-    assert!(
-        evs.iter().any(|(t, r, n)| t == "Normal"
-            && r == "ClearedWorkersToDelete"
-            && victims.iter().all(|v| n.contains(v.as_str()))),
-        "{evs:?}"
-    );
+    // The event is recorded after the patch that emptied the list: wait
+    // for it rather than read the events once.
+    let evs = wait_until("the ClearedWorkersToDelete event", TIMEOUT, || async {
+        let evs = events(&ns, "scale").await;
+        evs.iter()
+            .any(|(t, r, n)| {
+                t == "Normal"
+                    && r == "ClearedWorkersToDelete"
+                    && victims.iter().all(|v| n.contains(v.as_str()))
+            })
+            .then_some(evs)
+    })
+    .await;
     for step in ["small 1 -> 4", "small 4 -> 2"] {
         assert!(
             evs.iter()
