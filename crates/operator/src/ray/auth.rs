@@ -8,7 +8,7 @@ use std::io::Read;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kuberay_api::names::{CLUSTER_LABEL, CREATED_BY, CREATED_BY_LABEL, check_name};
-use kuberay_api::raycluster::AuthMode;
+use kuberay_api::raycluster::{AuthMode, AuthOptions};
 use kuberay_api::{RayCluster, RayClusterSpec};
 
 /// The key of the token in the Secret (KubeRay's `RAY_AUTH_TOKEN_SECRET_KEY`).
@@ -17,11 +17,16 @@ pub const TOKEN_KEY: &str = "auth_token";
 /// Whether the operator must generate the token Secret: token mode, no
 /// user-provided secret, and not Kubernetes service account tokens.
 pub fn needs_secret(cluster: &RayCluster) -> bool {
-    cluster.spec.auth_options.as_ref().is_some_and(|a| {
-        a.mode == Some(AuthMode::Token)
-            && a.enable_k8s_token_auth != Some(true)
-            && a.secret_name.as_ref().is_none_or(|s| s.is_empty())
+    token_mode(&cluster.spec).is_some_and(|a| {
+        a.enable_k8s_token_auth != Some(true) && a.secret_name.as_ref().is_none_or(|s| s.is_empty())
     })
+}
+
+/// The cluster's auth options when it asks for token authentication.
+pub fn token_mode(spec: &RayClusterSpec) -> Option<&AuthOptions> {
+    spec.auth_options
+        .as_ref()
+        .filter(|a| a.mode == Some(AuthMode::Token))
 }
 
 /// The Secret whose `auth_token` the Ray containers (and the operator's
@@ -29,8 +34,8 @@ pub fn needs_secret(cluster: &RayCluster) -> bool {
 /// generated one named after the cluster. `None` without token mode and with
 /// Kubernetes token authentication (service account tokens, no Secret).
 pub fn token_secret_name(spec: &RayClusterSpec, cluster: &str) -> Option<String> {
-    let a = spec.auth_options.as_ref()?;
-    if a.mode != Some(AuthMode::Token) || a.enable_k8s_token_auth == Some(true) {
+    let a = token_mode(spec)?;
+    if a.enable_k8s_token_auth == Some(true) {
         return None;
     }
     Some(

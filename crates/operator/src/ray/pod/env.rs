@@ -8,7 +8,6 @@ use k8s_openapi::api::core::v1::{
 };
 use kuberay_api::RayClusterSpec;
 use kuberay_api::names::*;
-use kuberay_api::raycluster::AuthMode;
 
 use super::PodContext;
 use crate::ray::gcs_ft;
@@ -124,11 +123,7 @@ fn head_embedded_storage(cluster: &kuberay_api::RayCluster, pod: &mut PodSpec) {
 
 /// Token authentication: the token comes from the cluster's Secret.
 pub(crate) fn auth_env(spec: &RayClusterSpec, cluster: &str, c: &mut Container) {
-    let Some(a) = spec
-        .auth_options
-        .as_ref()
-        .filter(|a| a.mode == Some(AuthMode::Token))
-    else {
+    let Some(a) = crate::ray::auth::token_mode(spec) else {
         return;
     };
     push_env_if_absent(c, "RAY_AUTH_MODE", "token");
@@ -162,11 +157,7 @@ pub(crate) const RAY_TOKEN_MOUNT_PATH: &str = "/var/run/secrets/ray.io/serviceac
 /// token; with Kubernetes token authentication the pod gets a projected
 /// service account token, mounted where Ray reads it.
 pub(crate) fn token_auth_pod(spec: &RayClusterSpec, cluster: &str, pod: &mut PodSpec) {
-    let Some(a) = spec
-        .auth_options
-        .as_ref()
-        .filter(|a| a.mode == Some(AuthMode::Token))
-    else {
+    let Some(a) = crate::ray::auth::token_mode(spec) else {
         return;
     };
     for ic in pod.init_containers.iter_mut().flatten() {
