@@ -352,7 +352,14 @@ pub fn namespace_report(namespace: &str) -> String {
         let out = try_run(kubectl().args(args), None).unwrap_or_else(|e| e);
         format!("\n$ kubectl {}\n{out}", args.join(" "))
     };
-    let mut report = show(&["get", "nodes", "-o", "wide"]);
+    // The short, telling parts first: CI keeps only part of a long report.
+    let mut report = show(&[
+        "get",
+        "nodes",
+        "-o",
+        "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints[*].key",
+    ]);
+    report += &show(&["get", "events", "-n", namespace, "--sort-by=.lastTimestamp"]);
     report += &show(&["get", "pods", "-n", namespace, "-o", "wide"]);
     report += &show(&["describe", "pods", "-n", namespace]);
     let names = try_run(

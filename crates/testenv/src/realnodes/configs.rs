@@ -157,10 +157,18 @@ pub struct KubeletSettings<'a> {
 /// The KubeletConfiguration of one node. This machine has cgroup v1 only:
 /// kubelet 1.37 still runs there with `failCgroupV1: false` and the
 /// cgroupfs driver. Image garbage collection is off (the images were
-/// imported, there is no registry to pull them back from), eviction
-/// thresholds are minimal (a test run must not evict Ray pods because a
-/// shared CI disk is 80% full), and every listener binds the node's own IP
-/// so that several kubelets share one network namespace.
+/// imported, there is no registry to pull them back from), node-pressure
+/// eviction is off, and every listener binds the node's own IP so that
+/// several kubelets share one network namespace.
+///
+/// Why no eviction: every node of a slot, and every slot, measures the same
+/// host. The memory signal counts the host's page cache, which a fresh CI
+/// machine fills with the Go and Cargo builds, and the disk signals count
+/// everything else on the host's disk. A CI run saw the operator's pod
+/// evicted a second after it started and its replacement left unschedulable
+/// (all nodes tainted at once), although nothing in the test used much. The
+/// kernel's OOM killer still guards the host; "0%" is the kubelet's spelling
+/// of "no threshold".
 pub fn kubelet_config(paths: &NodePaths, s: &KubeletSettings) -> String {
     let config = serde_json::json!({
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -194,10 +202,11 @@ pub fn kubelet_config(paths: &NodePaths, s: &KubeletSettings) -> String {
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "evictionHard": {
-            "memory.available": "100Mi",
-            "nodefs.available": "1%",
-            "nodefs.inodesFree": "1%",
-            "imagefs.available": "1%",
+            "memory.available": "0%",
+            "nodefs.available": "0%",
+            "nodefs.inodesFree": "0%",
+            "imagefs.available": "0%",
+            "imagefs.inodesFree": "0%",
         },
         "serializeImagePulls": false,
         "registerNode": true,
@@ -316,6 +325,20 @@ mod tests {
             y["containerRuntimeEndpoint"],
             "unix:///state/node-1/containerd.sock"
         );
+        // The kubelet fills in its defaults (10% disk, 100Mi memory) only
+        // when the map is absent, and reads "0%" as "no threshold": every
+        // signal it knows on Linux must be listed, and off.
+        let eviction = y["evictionHard"].as_object().expect("evictionHard");
+        for signal in [
+            "memory.available",
+            "nodefs.available",
+            "nodefs.inodesFree",
+            "imagefs.available",
+            "imagefs.inodesFree",
+        ] {
+            assert_eq!(eviction[signal], "0%", "{signal}");
+        }
+        assert_eq!(y.get("mergeDefaultEvictionSettings"), None);
     }
 
     #[test]
