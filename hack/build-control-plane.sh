@@ -8,6 +8,8 @@
 #   kwok                                                              (sigs.k8s.io/kwok)
 #   helm                                                              (helm.sh/helm/v3)
 #   coredns, with only the plugins the real nodes use (hack/coredns)  (github.com/coredns/coredns)
+#   traefik, the Gateway API implementation of the incremental-upgrade
+#   end-to-end test                                                   (github.com/traefik/traefik/v3)
 #
 # and fetches the Gateway API standard CRDs (sigs.k8s.io/gateway-api,
 # config/crd/standard), which the RayService incremental-upgrade tests
@@ -187,3 +189,23 @@ if [ ! -f "$gateway_crds/gateway.networking.k8s.io_httproutes.yaml" ]; then
   rm -rf "$gateway_crds" && mv "$tmp" "$gateway_crds"
 fi
 echo "GATEWAY_API_CRDS=$gateway_crds"
+
+# --- Traefik (Gateway API implementation) --------------------------------
+# Built inside a copy of its own module: its go.mod has replace directives
+# that a wrapper module would not inherit.
+traefik_bin="$cache/traefik-$TRAEFIK_VERSION/bin"
+if ! have_all "$traefik_bin" traefik; then
+  log "building traefik $TRAEFIK_VERSION"
+  src="$cache/src/traefik-$TRAEFIK_VERSION"
+  rm -rf "$src" && mkdir -p "$src"
+  mod_dir="$(cd "$src" && go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" 2>"$src/../traefik-get.log" |
+    sed -n 's/.*"Dir": "\(.*\)".*/\1/p')" || true
+  [ -n "$mod_dir" ] && [ -f "$mod_dir/go.mod" ] || {
+    cat "$src/../traefik-get.log" >&2
+    die "could not download github.com/traefik/traefik/v3@$TRAEFIK_VERSION from the Go module proxy."
+  }
+  cp -r "$mod_dir"/. "$src"/
+  chmod -R u+w "$src"
+  build "$src" "$traefik_bin" "-X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" ./cmd/traefik
+fi
+echo "TRAEFIK_BIN=$traefik_bin"

@@ -48,6 +48,9 @@ pub struct Binaries {
     pub kubelet: PathBuf,
     pub kube_proxy: PathBuf,
     pub coredns: PathBuf,
+    /// Traefik, whose Gateway API provider plays the Gateway controller in
+    /// the incremental-upgrade end-to-end test.
+    pub traefik: PathBuf,
     /// The Gateway API standard CRDs (a directory of YAML files), which the
     /// build script fetches with the binaries.
     pub gateway_api_crds: PathBuf,
@@ -92,13 +95,14 @@ impl Binaries {
             kubectl: k8s.join("kubectl"),
             kwok: dir("kwok", "KWOK_VERSION").join("kwok"),
             helm: dir("helm", "HELM_VERSION").join("helm"),
+            traefik: dir("traefik", "TRAEFIK_VERSION").join("traefik"),
             gateway_api_crds: cache
                 .join(format!("gateway-api-{}", version("GATEWAY_API_VERSION")))
                 .join("crds"),
         }
     }
 
-    fn all(&self) -> [PathBuf; 11] {
+    fn all(&self) -> [PathBuf; 12] {
         [
             self.gateway_api_crds
                 .join("gateway.networking.k8s.io_httproutes.yaml"),
@@ -112,6 +116,7 @@ impl Binaries {
             self.kubectl.clone(),
             self.kwok.clone(),
             self.helm.clone(),
+            self.traefik.clone(),
         ]
     }
 

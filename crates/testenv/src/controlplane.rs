@@ -29,6 +29,12 @@ use crate::process::Processes;
 use crate::provisioner::HostPathProvisioner;
 use crate::realnodes::{RealNodeOptions, RealNodes, StartContext};
 
+/// The `controllerName` of the Gateway controller
+/// [`ControlPlane::start_gateway_controller`] runs (Traefik's).
+pub const GATEWAY_CONTROLLER_NAME: &str = "traefik.io/gateway-controller";
+/// Traefik's health endpoint (`/ping`), next to its Gateway listener.
+const GATEWAY_PING_PORT: u16 = 8082;
+
 /// How a control plane is started.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -512,6 +518,41 @@ impl ControlPlane {
                 "this control plane has no real nodes".into(),
             )),
         }
+    }
+
+    /// Starts Traefik's Gateway API provider as one more component: the
+    /// controller of [`GATEWAY_CONTROLLER_NAME`] (a GatewayClass naming it
+    /// is the caller's), serving every Gateway listener on port 80 at the
+    /// returned address, the host's end of the slot's link (unique per
+    /// slot; the host reaches pods, so requests go straight to them).
+    /// Needs real nodes. Call it once per control plane.
+    pub fn start_gateway_controller(&self) -> Result<std::net::SocketAddr, Error> {
+        let real = self.real.as_ref().ok_or_else(|| {
+            Error::Prerequisite("a Gateway controller needs real nodes to route to".into())
+        })?;
+        let traefik = Binaries::locate()?.traefik;
+        let ip = real.slot().host_ip();
+        let ping = format!("{ip}:{GATEWAY_PING_PORT}");
+        self.processes.spawn_member(
+            "traefik",
+            &traefik,
+            &[
+                format!("--entryPoints.web.address={ip}:80"),
+                format!("--entryPoints.ping.address={ping}"),
+                "--ping=true".into(),
+                "--ping.entryPoint=ping".into(),
+                "--providers.kubernetesgateway=true".into(),
+                "--log.level=INFO".into(),
+            ],
+            &[("KUBECONFIG", self.kubeconfig.as_os_str())],
+        )?;
+        self.processes.wait_for(
+            &format!("Traefik's ping endpoint on {ping}"),
+            "traefik",
+            Duration::from_secs(60),
+            || std::net::TcpStream::connect(&ping).is_ok(),
+        )?;
+        Ok(std::net::SocketAddr::from((ip, 80)))
     }
 
     /// Stops every process; also what dropping does.

@@ -230,6 +230,48 @@ pub async fn install_gateway_api_crds() {
     install_crd_dir(&dir).await;
 }
 
+/// The GatewayClass whose Gateways [`gateway_controller`] serves.
+pub const GATEWAY_CLASS: &str = "traefik";
+
+/// A real Gateway API implementation on this binary's control plane (real
+/// nodes only): installs the Gateway API CRDs, starts Traefik's Gateway
+/// provider once and creates the GatewayClass [`GATEWAY_CLASS`] it
+/// controls. Returns where every Gateway's port-80 listener answers.
+pub async fn gateway_controller() -> std::net::SocketAddr {
+    static STARTED: tokio::sync::OnceCell<std::net::SocketAddr> =
+        tokio::sync::OnceCell::const_new();
+    *STARTED
+        .get_or_init(|| async {
+            install_gateway_api_crds().await;
+            let plane = control_plane().expect(
+                "a Gateway controller runs next to a control plane this test binary started (unset KUBERAY_TEST_KUBECONFIG)",
+            );
+            let address = tokio::task::spawn_blocking(|| plane.start_gateway_controller())
+                .await
+                .expect("starting Traefik panicked")
+                .unwrap_or_else(|e| panic!("starting the Gateway controller (Traefik): {e}"));
+            let class = serde_json::json!({
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "GatewayClass",
+                "metadata": {"name": GATEWAY_CLASS},
+                "spec": {"controllerName": crate::controlplane::GATEWAY_CONTROLLER_NAME},
+            });
+            let gvk = kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "GatewayClass");
+            let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, "gatewayclasses");
+            let api: Api<kube::api::DynamicObject> = Api::all_with(client().await, &ar);
+            let obj: kube::api::DynamicObject = serde_json::from_value(class).unwrap();
+            api.patch(
+                GATEWAY_CLASS,
+                &kube::api::PatchParams::apply("kuberay-tests").force(),
+                &kube::api::Patch::Apply(&obj),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating GatewayClass {GATEWAY_CLASS}: {e}"));
+            address
+        })
+        .await
+}
+
 async fn install_crd_dir(dir: &Path) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use serde::Deserialize;

@@ -73,11 +73,48 @@ impl Processes {
     /// Starts `program` as component `name`; the first component leads the
     /// process group the others join.
     pub fn spawn(&mut self, name: &str, program: &Path, args: &[String]) -> Result<(), Error> {
+        let pid = self.launch(name, program, args, &[])?;
+        if self.pgid.is_none() {
+            let pgid = Pid::from_raw(pid as i32);
+            self.pgid = Some(pgid);
+            self.watchdog = Some(spawn_watchdog(
+                pgid,
+                self.cleanup.as_deref(),
+                self.hold.take(),
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Starts one more component once the group runs (with `env` added to
+    /// its environment): supervised, and stopped with the others, like
+    /// those [`Processes::spawn`] started.
+    pub fn spawn_member(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<(), Error> {
+        assert!(self.pgid.is_some(), "spawn_member before the first spawn");
+        self.launch(name, program, args, env).map(drop)
+    }
+
+    /// Spawns `program` into the group (or as its leader) with its output
+    /// in `<name>.log`, and records it; returns its PID.
+    fn launch(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<u32, Error> {
         let log = self.log_dir.join(format!("{name}.log"));
         let out = File::create(&log).map_err(|e| Error::io(&log, e))?;
         let err = out.try_clone().map_err(|e| Error::io(&log, e))?;
         let mut cmd = Command::new(program);
         cmd.args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -86,22 +123,14 @@ impl Processes {
             component: name.to_string(),
             source,
         })?;
-        if self.pgid.is_none() {
-            let pgid = Pid::from_raw(child.id() as i32);
-            self.pgid = Some(pgid);
-            self.watchdog = Some(spawn_watchdog(
-                pgid,
-                self.cleanup.as_deref(),
-                self.hold.take(),
-            )?);
-        }
+        let id = child.id();
         self.components.lock().unwrap().push(Component {
             name: name.to_string(),
             child,
             log,
             reported: false,
         });
-        Ok(())
+        Ok(id)
     }
 
     /// The PID of a running component, by name.
