@@ -15,6 +15,7 @@ use kuberay_operator::runtime::config::Config;
 use kuberay_testenv::harness::{TestNamespace, wait_until};
 use serde_json::{Value, json};
 use support::fake_dashboard::FakeDashboard;
+use support::rayservice::{active, condition, pending, status, wait_service};
 use support::*;
 
 const SERVE_CONFIG: &str = "applications:\n- name: fruit\n  import_path: fruit.app\n  route_prefix: /fruit\n  deployments:\n  - name: MangoStand\n";
@@ -55,51 +56,6 @@ fn rayservice(name: &str, extra: Value) -> String {
     serde_yaml::to_string(&v).unwrap()
 }
 
-fn st(s: &RayService) -> kuberay_api::RayServiceStatuses {
-    s.status.clone().unwrap_or_default()
-}
-
-fn cond(s: &RayService, type_: &str) -> Option<(String, String, String)> {
-    let c = st(s).conditions?.into_iter().find(|c| c.type_ == type_)?;
-    Some((c.status, c.reason, c.message))
-}
-
-fn active(s: &RayService) -> Option<String> {
-    st(s).active_service_status?.ray_cluster_name
-}
-
-fn pending(s: &RayService) -> Option<String> {
-    st(s).pending_service_status?.ray_cluster_name
-}
-
-async fn wait_service(
-    ns: &TestNamespace,
-    name: &str,
-    what: &str,
-    check: impl Fn(&RayService) -> bool,
-) -> RayService {
-    let api = ns.api::<RayService>();
-    let last = std::sync::Mutex::new(None);
-    let found = tokio::time::timeout(TIMEOUT, async {
-        loop {
-            if let Ok(s) = api.get(name).await {
-                if check(&s) {
-                    return s;
-                }
-                *last.lock().unwrap() = Some(s.status.clone());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| {
-        panic!(
-            "timed out waiting for {what}; last status: {:#?}",
-            last.lock().unwrap()
-        )
-    })
-}
-
 async fn owned_clusters(ns: &TestNamespace, svc: &str) -> Vec<RayCluster> {
     let lp = ListParams::default().labels(&format!(
         "ray.io/originated-from-crd=RayService,ray.io/originated-from-cr-name={svc}"
@@ -121,7 +77,7 @@ fn selected(s: &Service) -> String {
 /// Waits for a ready service and returns it and its active cluster.
 async fn wait_ready(ns: &TestNamespace, name: &str) -> (RayService, String) {
     let s = wait_service(ns, name, "Ready", |s| {
-        cond(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
+        condition(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
     })
     .await;
     let a = active(&s).unwrap();
@@ -140,7 +96,7 @@ async fn serves_from_a_new_cluster_and_upgrades_blue_green_without_touching_the_
     assert!(first.starts_with("web-") && first.len() == 9, "{first}");
     let (ready, a) = wait_ready(&ns, "web").await;
     assert_eq!(a, first);
-    let s = st(&ready);
+    let s = status(&ready);
     assert!(s.num_serve_endpoints.unwrap() >= 1, "{s:?}");
     assert_eq!(s.service_status.unwrap().to_string(), "Running");
     assert_eq!(s.observed_generation, ready.metadata.generation);
@@ -158,7 +114,7 @@ async fn serves_from_a_new_cluster_and_upgrades_blue_green_without_touching_the_
             .contains_key("MangoStand")
     );
     assert_eq!(
-        cond(&ready, "UpgradeInProgress").unwrap().1,
+        condition(&ready, "UpgradeInProgress").unwrap().1,
         "NoPendingCluster"
     );
     // The services, KubeRay's names and labels, select the active cluster.
@@ -196,13 +152,13 @@ async fn serves_from_a_new_cluster_and_upgrades_blue_green_without_touching_the_
     upgraded["spec"]["serveConfigV2"] = json!(SERVE_CONFIG.replace("MangoStand", "PearStand"));
     apply::<RayService>(&ns, &serde_yaml::to_string(&upgraded).unwrap()).await;
     let up = wait_service(&ns, "web", "UpgradeInProgress", |s| {
-        cond(s, "UpgradeInProgress").is_some_and(|c| c.0 == "True")
+        condition(s, "UpgradeInProgress").is_some_and(|c| c.0 == "True")
     })
     .await;
     let second = pending(&up).unwrap();
     assert_ne!(second, first);
     assert_eq!(
-        cond(&up, "Ready").unwrap().0,
+        condition(&up, "Ready").unwrap().0,
         "True",
         "the live cluster keeps serving"
     );
@@ -211,7 +167,7 @@ async fn serves_from_a_new_cluster_and_upgrades_blue_green_without_touching_the_
     })
     .await;
     assert_eq!(
-        cond(&done, "UpgradeInProgress").unwrap().1,
+        condition(&done, "UpgradeInProgress").unwrap().1,
         "NoPendingCluster"
     );
     assert_eq!(selected(&svcs.get("web-serve-svc").await.unwrap()), second);
@@ -301,12 +257,12 @@ async fn a_refused_config_and_an_unhealthy_application_are_reported_without_stop
     )
     .await;
     let s = wait_service(&ns, "bad", "the refusal in the Ready message", |s| {
-        cond(s, "Ready").is_some_and(|c| c.2.contains("is not importable"))
+        condition(s, "Ready").is_some_and(|c| c.2.contains("is not importable"))
     })
     .await;
-    let (status, reason, message) = cond(&s, "Ready").unwrap();
+    let (state, reason, message) = condition(&s, "Ready").unwrap();
     assert_eq!(
-        (status.as_str(), reason.as_str()),
+        (state.as_str(), reason.as_str()),
         ("True", "NonZeroServeEndpoints"),
         "{message}"
     );
@@ -333,7 +289,7 @@ async fn a_refused_config_and_an_unhealthy_application_are_reported_without_stop
     apply::<RayService>(&ns, &rayservice("bad", json!({}))).await;
     wait_until("the fixed config accepted", TIMEOUT, || async {
         let s = ns.api::<RayService>().get("bad").await.ok()?;
-        (!cond(&s, "Ready")?.2.contains("importable")).then_some(())
+        (!condition(&s, "Ready")?.2.contains("importable")).then_some(())
     })
     .await;
     // An application that turns unhealthy is named with its deployment.
@@ -344,13 +300,13 @@ async fn a_refused_config_and_an_unhealthy_application_are_reported_without_stop
         ("MangoStand", "UNHEALTHY", "replica crashed"),
     );
     let s = wait_service(&ns, "bad", "the unhealthy app in the status", |s| {
-        st(s)
+        status(s)
             .active_service_status
             .and_then(|a| a.application_statuses)
             .is_some_and(|m| m.get("fruit").and_then(|f| f.status.as_deref()) == Some("UNHEALTHY"))
     })
     .await;
-    let d = &st(&s)
+    let d = &status(&s)
         .active_service_status
         .unwrap()
         .application_statuses
@@ -360,7 +316,7 @@ async fn a_refused_config_and_an_unhealthy_application_are_reported_without_stop
         .unwrap()["MangoStand"];
     assert_eq!(d.message.as_deref(), Some("replica crashed"));
     assert_eq!(
-        cond(&s, "Ready").unwrap().0,
+        condition(&s, "Ready").unwrap().0,
         "True",
         "serving endpoints stay"
     );
@@ -376,10 +332,10 @@ async fn an_invalid_service_gets_every_problem_one_warning_and_no_cluster() {
     );
     apply::<RayService>(&ns, &bad).await;
     let s = wait_service(&ns, "inv", "ValidationFailed", |s| {
-        cond(s, "Ready").is_some_and(|c| c.1 == "ValidationFailed")
+        condition(s, "Ready").is_some_and(|c| c.1 == "ValidationFailed")
     })
     .await;
-    let msg = cond(&s, "Ready").unwrap().2;
+    let msg = condition(&s, "Ready").unwrap().2;
     assert!(msg.contains("spec.serveConfigV2"), "{msg}");
     assert!(msg.contains("spec.upgradeStrategy"), "{msg}");
     let warnings = wait_until("the Warning event", TIMEOUT, || async {
@@ -410,11 +366,11 @@ async fn suspend_deletes_everything_and_resume_starts_again() {
     let (_, a) = wait_ready(&ns, "sus").await;
     apply::<RayService>(&ns, &rayservice("sus", json!({"suspend": true}))).await;
     let s = wait_service(&ns, "sus", "Suspended", |s| {
-        cond(s, "Suspended").is_some_and(|c| c.0 == "True")
+        condition(s, "Suspended").is_some_and(|c| c.0 == "True")
     })
     .await;
-    assert_eq!(cond(&s, "Ready").unwrap().1, "SuspendComplete");
-    assert_eq!(cond(&s, "Suspending").unwrap().0, "False");
+    assert_eq!(condition(&s, "Ready").unwrap().1, "SuspendComplete");
+    assert_eq!(condition(&s, "Suspending").unwrap().0, "False");
     wait_until("clusters and services gone", TIMEOUT, || async {
         let svcs = ns
             .api::<Service>()
@@ -429,7 +385,7 @@ async fn suspend_deletes_everything_and_resume_starts_again() {
     let (_, b) = wait_ready(&ns, "sus").await;
     assert_ne!(a, b);
     let s = ns.api::<RayService>().get("sus").await.unwrap();
-    assert_eq!(cond(&s, "Suspended").unwrap().1, "RayServiceResumed");
+    assert_eq!(condition(&s, "Suspended").unwrap().1, "RayServiceResumed");
 }
 
 #[tokio::test]
@@ -440,12 +396,12 @@ async fn the_initializing_timeout_fails_the_service_and_removes_its_cluster() {
     v["metadata"]["annotations"] = json!({"ray.io/initializing-timeout": "4s"});
     apply::<RayService>(&ns, &serde_yaml::to_string(&v).unwrap()).await;
     let waiting = wait_service(&ns, "slow", "the Ready message naming the app", |s| {
-        cond(s, "Ready").is_some_and(|c| c.2.contains("application fruit is DEPLOYING"))
+        condition(s, "Ready").is_some_and(|c| c.2.contains("application fruit is DEPLOYING"))
     })
     .await;
-    assert_eq!(cond(&waiting, "Ready").unwrap().1, "Initializing");
+    assert_eq!(condition(&waiting, "Ready").unwrap().1, "Initializing");
     let s = wait_service(&ns, "slow", "InitializingTimeout", |s| {
-        cond(s, "Ready").is_some_and(|c| c.1 == "InitializingTimeout")
+        condition(s, "Ready").is_some_and(|c| c.1 == "InitializingTimeout")
     })
     .await;
     assert_eq!(pending(&s), None);
@@ -551,13 +507,13 @@ async fn a_cluster_made_by_another_operator_version_is_kept_as_it_is() {
     )
     .await;
     wait_service(&ns, "ver", "the new generation observed", |s| {
-        st(s).observed_generation == s.metadata.generation
+        status(s).observed_generation == s.metadata.generation
     })
     .await;
     let s = ns.api::<RayService>().get("ver").await.unwrap();
     assert_eq!(pending(&s), None);
     assert_eq!(owned_clusters(&ns, "ver").await.len(), 1);
-    assert_eq!(cond(&s, "UpgradeInProgress").unwrap().0, "False");
+    assert_eq!(condition(&s, "UpgradeInProgress").unwrap().0, "False");
 }
 
 #[tokio::test]
@@ -592,11 +548,11 @@ async fn every_rayservice_sample_is_accepted_and_converges_or_is_refused_clearly
             // This control plane has no Gateway API (the incremental
             // upgrade runs in tests/rayservice_incremental.rs).
             let s = wait_service(&ns, name, &format!("{id}: refused"), |s| {
-                cond(s, "Ready").is_some_and(|c| c.1 == "GatewayAPIMissing")
+                condition(s, "Ready").is_some_and(|c| c.1 == "GatewayAPIMissing")
             })
             .await;
             assert!(
-                cond(&s, "Ready")
+                condition(&s, "Ready")
                     .unwrap()
                     .2
                     .contains("CRDs are not installed"),
@@ -659,10 +615,10 @@ async fn an_incremental_upgrade_without_the_gateway_api_is_refused_clearly_and_o
     apply::<RayService>(&ns, &serde_yaml::to_string(&v).unwrap()).await;
     apply::<RayService>(&ns, &rayservice("plain", json!({}))).await;
     let s = wait_service(&ns, "gw", "GatewayAPIMissing", |s| {
-        cond(s, "Ready").is_some_and(|c| c.1 == "GatewayAPIMissing")
+        condition(s, "Ready").is_some_and(|c| c.1 == "GatewayAPIMissing")
     })
     .await;
-    let (status, _, message) = cond(&s, "Ready").unwrap();
+    let (status, _, message) = condition(&s, "Ready").unwrap();
     assert_eq!(status, "False");
     assert!(
         message.contains("gateway.networking.k8s.io/v1") && message.contains("not installed"),

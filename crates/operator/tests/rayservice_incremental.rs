@@ -21,6 +21,7 @@ use kuberay_operator::runtime::config::Config;
 use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 use serde_json::{Value, json};
 use support::fake_dashboard::FakeDashboard;
+use support::rayservice::{active, condition, pending, route_backends, status, wait_service};
 use support::*;
 
 /// (targetCapacity, trafficRoutedPercent) of one side of the upgrade.
@@ -65,59 +66,14 @@ fn rayservice(name: &str, image: &str, step: i32, interval: i32) -> String {
     serde_yaml::to_string(&v).unwrap()
 }
 
-fn st(s: &RayService) -> kuberay_api::RayServiceStatuses {
-    s.status.clone().unwrap_or_default()
-}
-
-fn cond(s: &RayService, type_: &str) -> Option<(String, String, String)> {
-    let c = st(s).conditions?.into_iter().find(|c| c.type_ == type_)?;
-    Some((c.status, c.reason, c.message))
-}
-
-fn active(s: &RayService) -> Option<String> {
-    st(s).active_service_status?.ray_cluster_name
-}
-
-fn pending(s: &RayService) -> Option<String> {
-    st(s).pending_service_status?.ray_cluster_name
-}
-
 /// (targetCapacity, trafficRoutedPercent) of the active and pending sides.
 fn sides(s: &RayService) -> (Side, Side) {
-    let a = st(s).active_service_status.unwrap_or_default();
-    let p = st(s).pending_service_status.unwrap_or_default();
+    let a = status(s).active_service_status.unwrap_or_default();
+    let p = status(s).pending_service_status.unwrap_or_default();
     (
         (a.target_capacity, a.traffic_routed_percent),
         (p.target_capacity, p.traffic_routed_percent),
     )
-}
-
-async fn wait_service(
-    ns: &TestNamespace,
-    name: &str,
-    what: &str,
-    check: impl Fn(&RayService) -> bool,
-) -> RayService {
-    let api = ns.api::<RayService>();
-    let last = Mutex::new(None);
-    let found = tokio::time::timeout(TIMEOUT, async {
-        loop {
-            if let Ok(s) = api.get(name).await {
-                if check(&s) {
-                    return s;
-                }
-                *last.lock().unwrap() = Some(s.status.clone());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| {
-        panic!(
-            "timed out waiting for {what}; last status: {:#?}",
-            last.lock().unwrap()
-        )
-    })
 }
 
 async fn owned_clusters(ns: &TestNamespace, svc: &str) -> Vec<String> {
@@ -132,16 +88,6 @@ async fn owned_clusters(ns: &TestNamespace, svc: &str) -> Vec<String> {
         .into_iter()
         .filter(|c| c.metadata.deletion_timestamp.is_none())
         .map(|c| c.name_any())
-        .collect()
-}
-
-/// The route's backends as (service name, weight).
-fn backends(r: &HTTPRoute) -> Backends {
-    r.spec.rules[0]
-        .backend_refs
-        .iter()
-        .flatten()
-        .map(|b| (b.name.clone(), b.weight.unwrap_or(1)))
         .collect()
 }
 
@@ -189,7 +135,7 @@ fn watch_route(
     tokio::spawn(async move {
         loop {
             if let Ok(Some(r)) = routes.get_opt(&name).await {
-                let b = backends(&r);
+                let b = route_backends(&r);
                 let mut seen = s.lock().unwrap();
                 if seen.last() != Some(&b) {
                     seen.push(b);
@@ -229,14 +175,19 @@ async fn capacity_then_traffic_move_step_by_step_and_the_new_cluster_is_promoted
     let (ns, op, fake) = setup_incremental("inc-up").await;
     apply::<RayService>(&ns, &rayservice("web", "rayproject/ray:2.52.0", 50, 2)).await;
     let ready = wait_service(&ns, "web", "Ready with an active cluster", |s| {
-        cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        condition(s, "Ready").is_some_and(|c| c.0 == "True")
             && active(s).is_some()
             && sides(s).0.1.is_some()
     })
     .await;
     let first = active(&ready).unwrap();
     // A first cluster takes everything at once.
-    assert_eq!(sides(&ready).0, (Some(100), Some(100)), "{:?}", st(&ready));
+    assert_eq!(
+        sides(&ready).0,
+        (Some(100), Some(100)),
+        "{:?}",
+        status(&ready)
+    );
     assert_eq!(capacities(&fake), [(first.clone(), 100)]);
     // KubeRay's objects: the Gateway of the class, an HTTP listener on 80.
     let gw: Gateway = Api::namespaced(ns.client.clone(), &ns.name)
@@ -257,7 +208,10 @@ async fn capacity_then_traffic_move_step_by_step_and_the_new_cluster_is_promoted
     let route = routes.get("web-httproute").await.unwrap();
     assert_eq!(route.spec.parent_refs[0].name, "web-gateway");
     assert_eq!(route.owner_references()[0].kind, "RayService");
-    assert_eq!(backends(&route), [(format!("{first}-serve-svc"), 100)]);
+    assert_eq!(
+        route_backends(&route),
+        [(format!("{first}-serve-svc"), 100)]
+    );
     let b = &route.spec.rules[0].backend_refs.as_ref().unwrap()[0];
     assert_eq!(
         (b.port, b.namespace.as_deref()),
@@ -280,7 +234,7 @@ async fn capacity_then_traffic_move_step_by_step_and_the_new_cluster_is_promoted
     let (seen, stop) = watch_route(&ns, "web");
     apply::<RayService>(&ns, &rayservice("web", "rayproject/ray:2.53.0", 50, 2)).await;
     let up = wait_service(&ns, "web", "UpgradeInProgress", |s| {
-        cond(s, "UpgradeInProgress").is_some_and(|c| c.0 == "True")
+        condition(s, "UpgradeInProgress").is_some_and(|c| c.0 == "True")
     })
     .await;
     let second = pending(&up).unwrap();
@@ -302,10 +256,15 @@ async fn capacity_then_traffic_move_step_by_step_and_the_new_cluster_is_promoted
     })
     .await;
     assert_eq!(
-        cond(&done, "UpgradeInProgress").unwrap().1,
+        condition(&done, "UpgradeInProgress").unwrap().1,
         "NoPendingCluster"
     );
-    assert_eq!(sides(&done).0, (Some(100), Some(100)), "{:?}", st(&done));
+    assert_eq!(
+        sides(&done).0,
+        (Some(100), Some(100)),
+        "{:?}",
+        status(&done)
+    );
     // Seen by the route watcher itself, so its record is complete.
     let last = vec![(format!("{second}-serve-svc"), 100)];
     wait_until("the route on the new cluster only", TIMEOUT, || async {
@@ -381,7 +340,7 @@ async fn going_back_to_the_live_spec_mid_upgrade_rolls_traffic_and_capacity_back
     let old = rayservice("back", "rayproject/ray:2.52.0", 25, 2);
     apply::<RayService>(&ns, &old).await;
     let ready = wait_service(&ns, "back", "Ready", |s| {
-        cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        condition(s, "Ready").is_some_and(|c| c.0 == "True")
             && active(s).is_some()
             && sides(s).0.1.is_some()
     })
@@ -396,23 +355,23 @@ async fn going_back_to_the_live_spec_mid_upgrade_rolls_traffic_and_capacity_back
     let second = pending(&mid).unwrap();
     apply::<RayService>(&ns, &old).await;
     let back = wait_service(&ns, "back", "RollbackInProgress", |s| {
-        cond(s, "RollbackInProgress").is_some_and(|c| c.0 == "True")
+        condition(s, "RollbackInProgress").is_some_and(|c| c.0 == "True")
     })
     .await;
-    let (_, reason, message) = cond(&back, "RollbackInProgress").unwrap();
+    let (_, reason, message) = condition(&back, "RollbackInProgress").unwrap();
     assert_eq!(reason, "DesiredClusterSpecChanged");
     assert!(message.contains("reverted"), "{message}");
     let done = wait_service(&ns, "back", "the rollback complete", |s| {
-        pending(s).is_none() && cond(s, "RollbackInProgress").is_none()
+        pending(s).is_none() && condition(s, "RollbackInProgress").is_none()
     })
     .await;
     assert_eq!(active(&done).as_deref(), Some(first.as_str()));
     assert_eq!(sides(&done).0, (Some(100), Some(100)));
-    assert_eq!(cond(&done, "UpgradeInProgress").unwrap().0, "False");
+    assert_eq!(condition(&done, "UpgradeInProgress").unwrap().0, "False");
     let routes: Api<HTTPRoute> = Api::namespaced(ns.client.clone(), &ns.name);
     wait_until("the route on the old cluster only", TIMEOUT, || async {
         let r = routes.get("back-httproute").await.ok()?;
-        (backends(&r) == [(format!("{first}-serve-svc"), 100)]).then_some(())
+        (route_backends(&r) == [(format!("{first}-serve-svc"), 100)]).then_some(())
     })
     .await;
     // The new cluster was drained to 0 and the old one restored to 100.
@@ -437,7 +396,7 @@ async fn no_capacity_moves_until_the_gateway_and_route_are_ready() {
     let (ns, _op, fake) = setup_incremental("inc-wait").await;
     apply::<RayService>(&ns, &rayservice("wait", "rayproject/ray:2.52.0", 50, 1)).await;
     let ready = wait_service(&ns, "wait", "Ready", |s| {
-        cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        condition(s, "Ready").is_some_and(|c| c.0 == "True")
             && active(s).is_some()
             && sides(s).0.1.is_some()
     })
@@ -446,7 +405,7 @@ async fn no_capacity_moves_until_the_gateway_and_route_are_ready() {
     apply::<RayService>(&ns, &rayservice("wait", "rayproject/ray:2.53.0", 50, 1)).await;
     let s = wait_service(&ns, "wait", "the Ready message naming the Gateway", |s| {
         pending(s).is_some()
-            && cond(s, "Ready").is_some_and(|c| c.2.contains("the Gateway is not ready"))
+            && condition(s, "Ready").is_some_and(|c| c.2.contains("the Gateway is not ready"))
     })
     .await;
     let second = pending(&s).unwrap();
@@ -465,4 +424,37 @@ async fn no_capacity_moves_until_the_gateway_and_route_are_ready() {
         active(s).as_deref() == Some(second.as_str())
     })
     .await;
+}
+
+#[tokio::test]
+async fn losing_the_live_cluster_mid_upgrade_warns_that_no_rollback_is_possible() {
+    let (ns, _op, _fake) = setup_incremental("inc-lost").await;
+    apply::<RayService>(&ns, &rayservice("lost", "rayproject/ray:2.52.0", 50, 1)).await;
+    let ready = wait_service(&ns, "lost", "Ready", |s| {
+        condition(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
+    })
+    .await;
+    let first = active(&ready).unwrap();
+    // Without a ready Gateway the upgrade holds with both clusters.
+    apply::<RayService>(&ns, &rayservice("lost", "rayproject/ray:2.53.0", 50, 1)).await;
+    wait_service(&ns, "lost", "UpgradeInProgress", |s| {
+        pending(s).is_some() && condition(s, "UpgradeInProgress").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    Api::<RayCluster>::namespaced(ns.client.clone(), &ns.name)
+        .delete(&first, &Default::default())
+        .await
+        .unwrap();
+    let note = wait_until("the RollbackImpossible warning", TIMEOUT, || async {
+        events(&ns, "lost")
+            .await
+            .into_iter()
+            .find(|e| e.0 == "Warning" && e.1 == "RollbackImpossible")
+            .map(|e| e.2)
+    })
+    .await;
+    assert!(
+        note.contains("rollback cannot be initiated") && note.contains(&first),
+        "{note}"
+    );
 }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod fake_dashboard;
+pub mod rayservice;
 
 use std::time::Duration;
 

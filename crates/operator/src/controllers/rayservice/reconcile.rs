@@ -300,11 +300,26 @@ async fn converge(
     } else {
         None
     };
-    if routes.is_some()
-        && incremental::in_progress(st)
-        && let (Some(a), Some(p)) = (active.as_deref(), pending.as_deref())
-    {
-        rollback_state(svc, st, a, p, &now);
+    if routes.is_some() && incremental::in_progress(st) {
+        match (active.as_deref(), pending.as_deref()) {
+            (Some(a), Some(p)) => rollback_state(svc, st, a, p, &now),
+            // KubeRay warns on every pass; the event recorder folds the
+            // repeats into one event with a count.
+            (None, _) => {
+                let gone = active_name.as_deref().unwrap_or("(none recorded)");
+                let msg = format!(
+                    "Active cluster not found, rollback cannot be initiated: RayCluster {gone} \
+                     is gone or being deleted"
+                );
+                pass.waiting.push(format!(
+                    "the active RayCluster {gone} of the upgrade is gone; no rollback is possible"
+                ));
+                ctx.events
+                    .warning(svc, "RollbackImpossible", "Reconcile", msg)
+                    .await;
+            }
+            (Some(_), None) => {}
+        }
     }
     for c in [active.as_deref(), pending.as_deref()]
         .into_iter()
