@@ -4,7 +4,9 @@
 //! answers through `<service>-serve-svc`; a Serve-only change is applied in
 //! place; a cluster change is a zero-downtime upgrade while a request loop
 //! inside the cluster counts failures. With GCS fault tolerance on a real
-//! Redis, the applications survive the head pod's replacement.
+//! Redis, the applications survive the head pod's replacement. An
+//! incremental upgrade moves real traffic through a real Gateway
+//! controller (Traefik) and real Serve capacity, step by step.
 //!
 //! Every test here is named `e2e_*` (see `e2e.rs`).
 
@@ -21,6 +23,7 @@ use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 use kuberay_testenv::samples;
 use serde_json::{Value, json};
 use support::cli::{kubectl, run, try_run};
+use support::rayservice::{active, condition, pending, poll_service, route_backends};
 
 /// A Serve application that answers its `message` argument.
 const GREETER: &str = r#"
@@ -81,35 +84,6 @@ async fn service(ns: &TestNamespace) -> RayService {
         .unwrap()
 }
 
-fn condition(s: &RayService, type_: &str) -> Option<(String, String, String)> {
-    let c = s
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-fn active(s: &RayService) -> Option<String> {
-    s.status
-        .as_ref()?
-        .active_service_status
-        .as_ref()?
-        .ray_cluster_name
-        .clone()
-}
-
-fn pending(s: &RayService) -> Option<String> {
-    s.status
-        .as_ref()?
-        .pending_service_status
-        .as_ref()?
-        .ray_cluster_name
-        .clone()
-}
-
 /// Waits for the service to satisfy `check`; a timeout shows its status
 /// and the pods.
 async fn wait_service(
@@ -117,25 +91,19 @@ async fn wait_service(
     what: &str,
     check: impl Fn(&RayService) -> bool,
 ) -> RayService {
-    let deadline = tokio::time::Instant::now() + RAY_TIMEOUT;
-    loop {
-        let s = service(ns).await;
-        if check(&s) {
-            return s;
-        }
-        if tokio::time::Instant::now() > deadline {
+    match poll_service(ns, "rayservice-sample", RAY_TIMEOUT, check).await {
+        Ok(s) => s,
+        Err(last) => {
             let pods = run(
                 kubectl().args(["get", "pods", "-n", &ns.name, "-o", "wide"]),
                 None,
             );
             let logs = pod_logs(ns).await;
             panic!(
-                "timed out waiting for {what}; status: {:#?}\npods:\n{pods}{logs}{}",
-                s.status,
+                "timed out waiting for {what}; {last}\npods:\n{pods}{logs}{}",
                 harness::health()
             );
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -177,26 +145,44 @@ async fn pod_logs(ns: &TestNamespace) -> String {
     out
 }
 
-/// The answer of `/greet` through the serve service, from the test
+/// A successful answer to `GET path` on `service`'s `port`, from the test
 /// process (the host routes the slot's service range).
-async fn greet(ns: &TestNamespace) -> Option<String> {
+async fn get_via_service(
+    ns: &TestNamespace,
+    service: &str,
+    port: u16,
+    path: &str,
+) -> Option<reqwest::Response> {
     let svc = ns
         .api::<k8s_openapi::api::core::v1::Service>()
-        .get("rayservice-sample-serve-svc")
+        .get(service)
         .await
         .ok()?;
     let ip = svc.spec?.cluster_ip?;
+    get_from(&ip, port, path).await
+}
+
+/// A successful answer to `GET http://ip:port/path` from the test process.
+async fn get_from(ip: &str, port: u16, path: &str) -> Option<reqwest::Response> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
     let r = client
-        .get(format!("http://{ip}:8000/greet"))
+        .get(format!("http://{ip}:{port}{path}"))
         .send()
         .await
         .ok()?;
-    r.status().is_success().then_some(())?;
-    r.text().await.ok()
+    r.status().is_success().then_some(r)
+}
+
+/// The answer of `/greet` through the serve service.
+async fn greet(ns: &TestNamespace) -> Option<String> {
+    get_via_service(ns, "rayservice-sample-serve-svc", 8000, "/greet")
+        .await?
+        .text()
+        .await
+        .ok()
 }
 
 /// A pod that asks `/greet` through the serve service every 200 ms until
@@ -326,15 +312,7 @@ async fn e2e_rayservice_sample_serves_updates_in_place_and_upgrades_without_down
         "{log}"
     );
     // The old cluster goes after rayClusterDeletionDelaySeconds.
-    wait_until("the old cluster deleted", RAY_TIMEOUT, || async {
-        ns.api::<RayCluster>()
-            .get_opt(&first)
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_cluster_deleted(&ns, &first).await;
     assert_eq!(greet(&ns).await.as_deref(), Some("hello-v3"));
     let head = ray_pod(&ns, &second, "head").await;
     assert_eq!(
@@ -424,4 +402,222 @@ async fn e2e_rayservice_with_gcs_ft_keeps_its_applications_across_a_head_restart
         "Serve config submissions to {cluster}: {before} before the head restart, {} after",
         submissions_to(&cluster)
     );
+}
+
+/// Real Serve's `target_capacity` on `cluster`, from its dashboard on the
+/// head pod (a RayService's clusters have headless head services, as in
+/// KubeRay).
+async fn serve_target_capacity(ns: &TestNamespace, cluster: &str) -> Option<Option<i64>> {
+    let head = live_ray_pods(ns, cluster, "head")
+        .await
+        .into_iter()
+        .next()?;
+    let ip = head.status?.pod_ip?;
+    let r = get_from(&ip, 8265, "/api/serve/applications/").await?;
+    let v: Value = r.json().await.ok()?;
+    // Serve keeps it as a float (100.0); the operator sends whole percents.
+    Some(v["target_capacity"].as_f64().map(|f| f.round() as i64))
+}
+
+/// What a request loop through the Gateway saw: failed requests (with
+/// the first few errors) and each answer in the order it first came.
+#[derive(Debug, Default)]
+struct Traffic {
+    requests: usize,
+    failures: Vec<String>,
+    answers: Vec<String>,
+}
+
+/// Asks `/greet` through the Gateway at `gateway` every 100 ms until `stop`
+/// is set; a non-2xx answer or a transport error is a failure.
+async fn gateway_loop(
+    gateway: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Traffic {
+    use std::sync::atomic::Ordering;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut t = Traffic::default();
+    while !stop.load(Ordering::Relaxed) {
+        t.requests += 1;
+        let r = client.get(format!("http://{gateway}/greet")).send().await;
+        let outcome = match r {
+            Ok(r) if r.status().is_success() => r.text().await.map_err(|e| e.to_string()),
+            Ok(r) => Err(format!("HTTP {}", r.status())),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(body) if !t.answers.contains(&body) => t.answers.push(body),
+            Ok(_) => {}
+            Err(e) => t.failures.push(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t
+}
+
+/// An incremental upgrade on real nodes with real Serve and a real Gateway
+/// controller (Traefik's Gateway API provider, built from the Go module
+/// proxy): requests through the Gateway go on during the whole upgrade and
+/// none fails; each `target_capacity` step reaches real Serve on both
+/// clusters; the route's weights move 100/0 -> 50/50 -> 0/100; the answers
+/// change from the old application to the new; the old cluster is deleted.
+#[tokio::test]
+async fn e2e_rayservice_incremental_upgrade_moves_real_traffic_and_serve_capacity() {
+    use kuberay_operator::controllers::rayservice::gateway::{Gateway, HTTPRoute};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let _permit = harness::ray_permit().await;
+    operator_installed().await;
+    let gateway_at = harness::gateway_controller().await;
+    let ns = harness::real_namespace("e2e-incr").await;
+    apply_json::<ConfigMap>(
+        &ns,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "greeter-app"}, "data": {"greeter.py": GREETER}}),
+    )
+    .await;
+    let incremental = |message: &str, mark: &str| {
+        let mut v = sample(message, mark);
+        v["spec"]["rayClusterDeletionDelaySeconds"] = json!(5);
+        v["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] = json!(true);
+        v["spec"]["upgradeStrategy"] = json!({"type": "NewClusterWithIncrementalUpgrade",
+            "clusterUpgradeOptions": {"gatewayClassName": harness::GATEWAY_CLASS,
+                "stepSizePercent": 50, "intervalSeconds": 5, "maxSurgePercent": 50}});
+        v
+    };
+    apply_json::<RayService>(&ns, incremental("hello-v1", "1")).await;
+    let ready = wait_service(&ns, "the RayService Ready", |s| {
+        condition(s, "Ready").is_some_and(|c| c.0 == "True") && active(s).is_some()
+    })
+    .await;
+    let first = active(&ready).unwrap();
+    let tc = wait_until("real Serve's target_capacity", RAY_TIMEOUT, || {
+        serve_target_capacity(&ns, &first)
+    })
+    .await;
+    assert_eq!(tc, Some(100), "the first cluster takes all of it");
+
+    // Traefik accepts and programs what the operator created, and the
+    // Gateway answers with the first application.
+    let gateways: kube::Api<Gateway> = ns.api();
+    let routes: kube::Api<HTTPRoute> = ns.api();
+    wait_until(
+        "Traefik to program the Gateway and accept the route",
+        RAY_TIMEOUT,
+        || async {
+            let g = gateways.get_opt("rayservice-sample-gateway").await.ok()??;
+            let r = routes.get_opt("rayservice-sample-httproute").await.ok()??;
+            use kuberay_operator::controllers::rayservice::gateway::{gateway_ready, route_ready};
+            (gateway_ready(&g) && route_ready(&g, &r)).then_some(())
+        },
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let first_answer = wait_until("hello-v1 through the Gateway", RAY_TIMEOUT, || async {
+        let r = client
+            .get(format!("http://{gateway_at}/greet"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())?;
+        r.text().await.ok()
+    })
+    .await;
+    assert_eq!(first_answer, "hello-v1");
+
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn(gateway_loop(gateway_at, stop.clone()));
+    apply_json::<RayService>(&ns, incremental("hello-v2", "2")).await;
+    let upgrading = wait_service(&ns, "UpgradeInProgress", |s| {
+        condition(s, "UpgradeInProgress").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let second = pending(&upgrading).unwrap();
+    // What real Serve reports on each cluster, and the route's weights,
+    // until the new cluster is promoted.
+    let mut seen_new = Vec::new();
+    let mut seen_old = Vec::new();
+    let mut weights = Vec::new();
+    let deadline = tokio::time::Instant::now() + RAY_TIMEOUT;
+    loop {
+        if let Some(Some(tc)) = serve_target_capacity(&ns, &second).await
+            && seen_new.last() != Some(&tc)
+        {
+            seen_new.push(tc);
+        }
+        if let Some(Some(tc)) = serve_target_capacity(&ns, &first).await
+            && seen_old.last() != Some(&tc)
+        {
+            seen_old.push(tc);
+        }
+        if let Ok(r) = routes.get("rayservice-sample-httproute").await {
+            let w: Vec<i32> = route_backends(&r).into_iter().map(|b| b.1).collect();
+            if weights.last() != Some(&w) {
+                weights.push(w);
+            }
+        }
+        let s = service(&ns).await;
+        if active(&s).as_deref() == Some(second.as_str()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no promotion; new {seen_new:?} old {seen_old:?} weights {weights:?}; status {:#?}",
+            s.status
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        seen_new.contains(&50) && seen_new.last() == Some(&100),
+        "new cluster's Serve target_capacity: {seen_new:?}"
+    );
+    assert!(
+        seen_old.contains(&50),
+        "old cluster's Serve target_capacity: {seen_old:?}"
+    );
+    assert!(weights.contains(&vec![50, 50]), "{weights:?}");
+    let new_backend = format!("{second}-serve-svc");
+    wait_until("the route on the new cluster only", RAY_TIMEOUT, || async {
+        let r = routes.get("rayservice-sample-httproute").await.ok()?;
+        (route_backends(&r) == [(new_backend.clone(), 100)]).then_some(())
+    })
+    .await;
+    // The Gateway answers with the new application only, then the loop
+    // stops: every request of the upgrade got an answer.
+    wait_until("only hello-v2 through the Gateway", RAY_TIMEOUT, || async {
+        let answers: Vec<String> = futures::future::join_all((0..10).map(|_| async {
+            let r = client
+                .get(format!("http://{gateway_at}/greet"))
+                .send()
+                .await
+                .ok()?;
+            r.text().await.ok()
+        }))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+        (answers.len() == 10 && answers.iter().all(|a| a == "hello-v2")).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = traffic.await.unwrap();
+    eprintln!(
+        "incremental upgrade: {} requests through the Gateway, {} failed, answers {:?}; \
+         Serve target_capacity new {seen_new:?} old {seen_old:?}; route weights {weights:?}",
+        seen.requests,
+        seen.failures.len(),
+        seen.answers
+    );
+    assert!(
+        seen.failures.is_empty(),
+        "{} of {} requests through the Gateway failed during the upgrade, e.g. {:?}",
+        seen.failures.len(),
+        seen.requests,
+        &seen.failures[..seen.failures.len().min(5)]
+    );
+    assert_eq!(seen.answers, ["hello-v1", "hello-v2"], "{seen:?}");
+    wait_cluster_deleted(&ns, &first).await;
 }

@@ -215,14 +215,8 @@ pub async fn scales_up_on_demand_and_down_when_idle(version: &str) {
         &ns,
         "the head pod with its autoscaler running and ready",
         || async {
-            let lp = ListParams::default()
-                .labels(&format!("ray.io/cluster={name},ray.io/node-type=head"));
-            let head = ns
-                .api::<Pod>()
-                .list(&lp)
+            let head = super::live_ray_pods(&ns, name, "head")
                 .await
-                .ok()?
-                .items
                 .into_iter()
                 .next()?;
             let statuses = head.status.as_ref()?.container_statuses.clone()?;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{ListParams, LogParams, Patch, PatchParams};
-use kuberay_api::RayJob;
+use kuberay_api::{RayCluster, RayJob};
 use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 use kuberay_testenv::realnodes::images::operator_image;
 
@@ -151,17 +151,39 @@ pub async fn wait_pod_done(ns: &TestNamespace, name: &str) -> String {
 
 /// The one live pod of a cluster's node type (`head`, `worker`).
 pub async fn ray_pod(ns: &TestNamespace, cluster: &str, node_type: &str) -> Pod {
+    let live = live_ray_pods(ns, cluster, node_type).await;
+    assert_eq!(live.len(), 1, "{cluster}: expected one {node_type} pod");
+    live.into_iter().next().unwrap()
+}
+
+/// The pods of `cluster` of `node_type` (`head` or `worker`) not being
+/// deleted; none if they cannot be listed (for polling).
+pub async fn live_ray_pods(ns: &TestNamespace, cluster: &str, node_type: &str) -> Vec<Pod> {
     let lp = ListParams::default().labels(&format!(
         "ray.io/cluster={cluster},ray.io/node-type={node_type}"
     ));
-    let list = ns.api::<Pod>().list(&lp).await.unwrap();
-    let live: Vec<Pod> = list
-        .items
+    let list = ns.api::<Pod>().list(&lp).await.map(|l| l.items);
+    list.unwrap_or_default()
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect();
-    assert_eq!(live.len(), 1, "{cluster}: expected one {node_type} pod");
-    live.into_iter().next().unwrap()
+        .collect()
+}
+
+/// Waits until RayCluster `name` is gone.
+pub async fn wait_cluster_deleted(ns: &TestNamespace, name: &str) {
+    wait_until(
+        &format!("RayCluster {name} deleted"),
+        RAY_TIMEOUT,
+        || async {
+            ns.api::<RayCluster>()
+                .get_opt(name)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 /// Waits until a RayJob's deployment is Complete or Failed; a timeout
