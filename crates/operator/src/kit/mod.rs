@@ -1,7 +1,7 @@
 //! A generic controller toolkit: the single way to run a controller, the
 //! watch-fed caches of children, expectations, the applier, events,
-//! conditions, per-object backoff and pacing. Nothing here knows a
-//! controller.
+//! conditions, per-object backoff and pacing, gauges read from a cache.
+//! Nothing here knows a controller.
 
 pub mod applier;
 pub mod backoff;
@@ -11,6 +11,7 @@ pub mod conditions;
 pub mod events;
 pub mod expectations;
 pub mod finalizer;
+pub mod metrics;
 pub mod pacing;
 pub mod runner;
 pub mod scope;

@@ -2,8 +2,8 @@
 //! help texts and labels, so existing dashboards keep working), exported
 //! with `--enable-metrics`.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::ResourceExt;
@@ -12,24 +12,16 @@ use kuberay_api::RayCluster;
 use kuberay_api::names::ORIGINATED_FROM_CRD_LABEL;
 use kuberay_api::tolerant::Tolerant;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
+use crate::kit::metrics::{ConditionLabels, LateStore, ObjectLabels, encode_gauges};
 use crate::runtime::metrics::Metrics;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ObjectLabels {
-    pub name: String,
-    pub namespace: String,
-    pub uid: String,
-}
-
-type Clusters = Arc<Mutex<Option<Store<Tolerant<RayCluster>>>>>;
 
 pub struct ClusterMetrics {
     provisioned_duration: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
-    clusters: Clusters,
+    clusters: LateStore<RayCluster>,
 }
 
 impl ClusterMetrics {
@@ -38,7 +30,7 @@ impl ClusterMetrics {
     pub fn register(metrics: &Metrics) -> Arc<Self> {
         let m = Self {
             provisioned_duration: Family::default(),
-            clusters: Arc::default(),
+            clusters: LateStore::default(),
         };
         if metrics.kuberay_metrics() {
             metrics.register(
@@ -53,110 +45,72 @@ impl ClusterMetrics {
 
     /// Lets the `kuberay_cluster_*` collector read the RayCluster cache.
     pub fn watch(&self, store: Store<Tolerant<RayCluster>>) {
-        *self.clusters.lock().unwrap() = Some(store);
+        self.clusters.set(store);
     }
 
     pub fn provisioned(&self, name: &str, namespace: &str, uid: &str, after: Duration) {
-        let labels = ObjectLabels {
-            name: name.into(),
-            namespace: namespace.into(),
-            uid: uid.into(),
-        };
         self.provisioned_duration
-            .get_or_create(&labels)
+            .get_or_create(&ObjectLabels::new(name, namespace, uid))
             .set(after.as_secs_f64());
     }
 
     /// Forgets a deleted cluster's series.
     pub fn deleted(&self, name: &str, namespace: &str, uid: &str) {
-        let labels = ObjectLabels {
-            name: name.into(),
-            namespace: namespace.into(),
-            uid: uid.into(),
-        };
-        self.provisioned_duration.remove(&labels);
+        self.provisioned_duration
+            .remove(&ObjectLabels::new(name, namespace, uid));
     }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterInfoLabels {
-    name: String,
-    namespace: String,
-    uid: String,
+    #[prometheus(flatten)]
+    object: ObjectLabels,
     owner_kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ConditionLabels {
-    name: String,
-    namespace: String,
-    uid: String,
-    condition: String,
 }
 
 /// `kuberay_cluster_info` and `kuberay_cluster_condition_provisioned`,
 /// computed from the cache at each scrape, so deleted clusters disappear.
-struct ClusterCollector(Clusters);
-
-impl std::fmt::Debug for ClusterCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClusterCollector")
-    }
-}
+#[derive(Debug)]
+struct ClusterCollector(LateStore<RayCluster>);
 
 impl Collector for ClusterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let info = Family::<ClusterInfoLabels, Gauge>::default();
         let provisioned = Family::<ConditionLabels, Gauge>::default();
-        if let Some(store) = self.0.lock().unwrap().as_ref() {
-            for c in store.state() {
-                let (name, namespace, uid) = (
-                    c.name_any(),
-                    c.namespace().unwrap_or_default(),
-                    c.uid().unwrap_or_default(),
-                );
-                let owner_kind = c
-                    .labels()
-                    .get(ORIGINATED_FROM_CRD_LABEL)
-                    .cloned()
-                    .unwrap_or_else(|| "None".into());
-                info.get_or_create(&ClusterInfoLabels {
-                    name: name.clone(),
-                    namespace: namespace.clone(),
-                    uid: uid.clone(),
-                    owner_kind,
-                })
+        for c in self.0.objects() {
+            let object = ObjectLabels::of(&*c);
+            let owner_kind = c
+                .labels()
+                .get(ORIGINATED_FROM_CRD_LABEL)
+                .cloned()
+                .unwrap_or_else(|| "None".into());
+            info.get_or_create(&ClusterInfoLabels {
+                object: object.clone(),
+                owner_kind,
+            })
+            .set(1);
+            let is_provisioned = c.parsed.as_ref().ok().is_some_and(|rc| {
+                crate::kit::conditions::is_true(
+                    rc.status.as_ref().and_then(|s| s.conditions.as_ref()),
+                    crate::ray::conditions::PROVISIONED,
+                )
+            });
+            provisioned
+                .get_or_create(&ConditionLabels::new(object, is_provisioned))
                 .set(1);
-                let is_provisioned = c.parsed.as_ref().ok().is_some_and(|rc| {
-                    crate::kit::conditions::is_true(
-                        rc.status.as_ref().and_then(|s| s.conditions.as_ref()),
-                        crate::ray::conditions::PROVISIONED,
-                    )
-                });
-                provisioned
-                    .get_or_create(&ConditionLabels {
-                        name,
-                        namespace,
-                        uid,
-                        condition: is_provisioned.to_string(),
-                    })
-                    .set(1);
-            }
         }
-        let m = encoder.encode_descriptor(
+        encode_gauges(
+            &mut encoder,
             "kuberay_cluster_info",
             "Metadata information about RayCluster custom resources",
-            None,
-            info.metric_type(),
+            &info,
         )?;
-        info.encode(m)?;
-        let m = encoder.encode_descriptor(
+        encode_gauges(
+            &mut encoder,
             "kuberay_cluster_condition_provisioned",
             "Indicates whether the RayCluster is provisioned",
-            None,
-            provisioned.metric_type(),
-        )?;
-        provisioned.encode(m)
+            &provisioned,
+        )
     }
 }
 

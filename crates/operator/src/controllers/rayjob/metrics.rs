@@ -1,19 +1,19 @@
 //! KubeRay's RayJob metrics (`kuberay_job_*`, with KubeRay's names, help
 //! texts and labels), exported with `--enable-metrics`.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use kuberay_api::RayJob;
 use kuberay_api::tolerant::Tolerant;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
+use crate::kit::metrics::{LateStore, ObjectLabels, encode_gauges};
 use crate::runtime::metrics::Metrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,11 +25,9 @@ pub struct JobDurationLabels {
     pub retry_count: String,
 }
 
-type Jobs = Arc<Mutex<Option<Store<Tolerant<RayJob>>>>>;
-
 pub struct JobMetrics {
     execution_duration: Family<JobDurationLabels, Gauge<f64, AtomicU64>>,
-    jobs: Jobs,
+    jobs: LateStore<RayJob>,
 }
 
 impl JobMetrics {
@@ -37,7 +35,7 @@ impl JobMetrics {
     pub fn register(metrics: &Metrics) -> Arc<Self> {
         let m = Self {
             execution_duration: Family::default(),
-            jobs: Arc::default(),
+            jobs: LateStore::default(),
         };
         if metrics.kuberay_metrics() {
             metrics.register(
@@ -52,7 +50,7 @@ impl JobMetrics {
 
     /// Lets the `kuberay_job_*` collector read the RayJob cache.
     pub fn watch(&self, store: Store<Tolerant<RayJob>>) {
-        *self.jobs.lock().unwrap() = Some(store);
+        self.jobs.set(store);
     }
 
     /// A RayJob left Running for Complete, Failed or Retrying.
@@ -105,77 +103,78 @@ impl JobMetrics {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct JobInfoLabels {
-    name: String,
-    namespace: String,
-    uid: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobStatusLabels {
-    name: String,
-    namespace: String,
-    uid: String,
+    #[prometheus(flatten)]
+    object: ObjectLabels,
     deployment_status: String,
 }
 
 /// `kuberay_job_info` and `kuberay_job_deployment_status`, from the cache.
-struct JobCollector(Jobs);
-
-impl std::fmt::Debug for JobCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JobCollector")
-    }
-}
+#[derive(Debug)]
+struct JobCollector(LateStore<RayJob>);
 
 impl Collector for JobCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let info = Family::<JobInfoLabels, Gauge>::default();
+        let info = Family::<ObjectLabels, Gauge>::default();
         let status = Family::<JobStatusLabels, Gauge>::default();
-        if let Some(store) = self.0.lock().unwrap().as_ref() {
-            for j in store.state() {
-                let (name, namespace, uid) = (
-                    j.name_any(),
-                    j.namespace().unwrap_or_default(),
-                    j.uid().unwrap_or_default(),
-                );
-                info.get_or_create(&JobInfoLabels {
-                    name: name.clone(),
-                    namespace: namespace.clone(),
-                    uid: uid.clone(),
+        for j in self.0.objects() {
+            let object = ObjectLabels::of(&*j);
+            info.get_or_create(&object).set(1);
+            let deployment_status = j
+                .parsed
+                .as_ref()
+                .ok()
+                .and_then(|rj| rj.status.as_ref())
+                .and_then(|s| s.job_deployment_status.as_ref())
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            status
+                .get_or_create(&JobStatusLabels {
+                    object,
+                    deployment_status,
                 })
                 .set(1);
-                let deployment_status = j
-                    .parsed
-                    .as_ref()
-                    .ok()
-                    .and_then(|rj| rj.status.as_ref())
-                    .and_then(|s| s.job_deployment_status.as_ref())
-                    .map(|d| d.to_string())
-                    .unwrap_or_default();
-                status
-                    .get_or_create(&JobStatusLabels {
-                        name,
-                        namespace,
-                        uid,
-                        deployment_status,
-                    })
-                    .set(1);
-            }
         }
-        let m = encoder.encode_descriptor(
+        encode_gauges(
+            &mut encoder,
             "kuberay_job_info",
             "Metadata information about RayJob custom resources",
-            None,
-            info.metric_type(),
+            &info,
         )?;
-        info.encode(m)?;
-        let m = encoder.encode_descriptor(
+        encode_gauges(
+            &mut encoder,
             "kuberay_job_deployment_status",
             "The RayJob's current deployment status",
-            None,
-            status.metric_type(),
-        )?;
-        status.encode(m)
+            &status,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kit::metrics::tests::store_of;
+    use crate::runtime::client::RequestCounts;
+
+    #[test]
+    fn exposes_info_and_deployment_status_of_each_cached_job() {
+        let m = Metrics::new(true, RequestCounts::default());
+        let jm = JobMetrics::register(&m);
+        let job: RayJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ray.io/v1", "kind": "RayJob",
+            "metadata": {"name": "count", "namespace": "ns", "uid": "u2"},
+            "spec": {"entrypoint": "python -c 'print(1)'"},
+            "status": {"jobDeploymentStatus": "Running"}
+        }))
+        .unwrap();
+        jm.watch(store_of(vec![job]));
+        let text = m.encode().unwrap();
+        let labels = r#"name="count",namespace="ns",uid="u2""#;
+        for line in [
+            format!("kuberay_job_info{{{labels}}} 1"),
+            format!(r#"kuberay_job_deployment_status{{{labels},deployment_status="Running"}} 1"#),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
     }
 }
