@@ -90,15 +90,7 @@ async fn k8s_job_mode_runs_to_complete_and_shuts_the_cluster_down() {
         format!("{cluster}-head-svc.{}.svc.cluster.local:8265", ns.name)
     );
     let submitter = ns.api::<Job>().get("demo").await.unwrap();
-    let c = &submitter
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0];
+    let c = job_container(&submitter);
     let cmd = &c.args.as_ref().unwrap()[0];
     assert!(
         cmd.contains(&format!("ray job submit --address http://{url} --no-wait")),

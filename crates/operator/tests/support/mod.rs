@@ -397,3 +397,52 @@ pub async fn wait_every_child(ns: &TestNamespace) {
     )
     .await;
 }
+
+/// A RayCluster with a head and one worker group `small` of `replicas`
+/// (simulated nodes run them), as YAML.
+pub fn cluster_yaml(name: &str, replicas: i32) -> String {
+    format!(
+        r#"
+apiVersion: ray.io/v1
+kind: RayCluster
+metadata:
+  name: {name}
+spec:
+  rayVersion: "2.46.0"
+  headGroupSpec:
+    rayStartParams: {{}}
+    template:
+      spec:
+        containers:
+        - name: ray-head
+          image: rayproject/ray:2.46.0
+          resources: {{limits: {{cpu: "1", memory: 2Gi}}}}
+  workerGroupSpecs:
+  - groupName: small
+    replicas: {replicas}
+    minReplicas: 0
+    maxReplicas: 100
+    rayStartParams: {{}}
+    template:
+      spec:
+        containers:
+        - name: ray-worker
+          image: rayproject/ray:2.46.0
+          resources: {{limits: {{cpu: "1", memory: 1Gi}}}}
+"#
+    )
+}
+
+/// The first container of a Job's pod template.
+pub fn job_container(
+    job: &k8s_openapi::api::batch::v1::Job,
+) -> &k8s_openapi::api::core::v1::Container {
+    &job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+}
