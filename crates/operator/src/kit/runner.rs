@@ -6,7 +6,7 @@
 //! object never concurrently with itself), the reconcile metrics, per-object
 //! exponential backoff after failures, and a graceful shutdown.
 //!
-//! ```ignore
+//! ```text
 //! Runner::<Tolerant<RayCluster>>::new("raycluster", &shared.env)
 //!     .owns(&ctx.pods, watcher::Config::default().labels("ray.io/node-type"))
 //!     .on_delete(move |c| gone.expectations.forget(&key_of(c)))
