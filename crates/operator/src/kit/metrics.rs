@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
-use kuberay_api::tolerant::Tolerant;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -62,17 +61,17 @@ impl ConditionLabels {
 
 /// The cache of `K` a collector reads, once the controller has one.
 pub struct LateStore<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
-    Arc<Mutex<Option<Store<Tolerant<K>>>>>,
+    Arc<Mutex<Option<Store<K>>>>,
 );
 
 impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> LateStore<K> {
     /// Hands the controller's cache to every clone of this slot.
-    pub fn set(&self, store: Store<Tolerant<K>>) {
+    pub fn set(&self, store: Store<K>) {
         *self.0.lock().unwrap() = Some(store);
     }
 
     /// Every cached object; none before the cache is set.
-    pub fn objects(&self) -> Vec<Arc<Tolerant<K>>> {
+    pub fn objects(&self) -> Vec<Arc<K>> {
         self.0
             .lock()
             .unwrap()
@@ -122,20 +121,15 @@ pub(crate) mod tests {
     use super::*;
 
     /// A cache holding `objects`, as a controller's watch would fill it.
-    pub(crate) fn store_of<K>(objects: Vec<K>) -> Store<Tolerant<K>>
+    pub(crate) fn store_of<K>(objects: Vec<K>) -> Store<K>
     where
-        K: kube::Resource<DynamicType = ()>
-            + Clone
-            + serde::Serialize
-            + serde::de::DeserializeOwned
-            + 'static,
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
     {
-        let mut w: Writer<Tolerant<K>> = Writer::default();
+        let mut w: Writer<K> = Writer::default();
         let store = w.as_reader();
         w.apply_watcher_event(&Event::Init);
         for o in objects {
-            let t: Tolerant<K> = serde_json::from_value(serde_json::to_value(&o).unwrap()).unwrap();
-            w.apply_watcher_event(&Event::InitApply(t));
+            w.apply_watcher_event(&Event::InitApply(o));
         }
         w.apply_watcher_event(&Event::InitDone);
         store

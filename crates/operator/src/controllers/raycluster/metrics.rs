@@ -21,7 +21,7 @@ use crate::runtime::metrics::Metrics;
 
 pub struct ClusterMetrics {
     provisioned_duration: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
-    clusters: LateStore<RayCluster>,
+    clusters: LateStore<Tolerant<RayCluster>>,
 }
 
 impl ClusterMetrics {
@@ -71,7 +71,7 @@ struct ClusterInfoLabels {
 /// `kuberay_cluster_info` and `kuberay_cluster_condition_provisioned`,
 /// computed from the cache at each scrape, so deleted clusters disappear.
 #[derive(Debug)]
-struct ClusterCollector(LateStore<RayCluster>);
+struct ClusterCollector(LateStore<Tolerant<RayCluster>>);
 
 impl Collector for ClusterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {

@@ -27,7 +27,7 @@ pub struct JobDurationLabels {
 
 pub struct JobMetrics {
     execution_duration: Family<JobDurationLabels, Gauge<f64, AtomicU64>>,
-    jobs: LateStore<RayJob>,
+    jobs: LateStore<Tolerant<RayJob>>,
 }
 
 impl JobMetrics {
@@ -111,7 +111,7 @@ struct JobStatusLabels {
 
 /// `kuberay_job_info` and `kuberay_job_deployment_status`, from the cache.
 #[derive(Debug)]
-struct JobCollector(LateStore<RayJob>);
+struct JobCollector(LateStore<Tolerant<RayJob>>);
 
 impl Collector for JobCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -160,7 +160,7 @@ mod tests {
     fn exposes_info_and_deployment_status_of_each_cached_job() {
         let m = Metrics::new(true, RequestCounts::default());
         let jm = JobMetrics::register(&m);
-        let job: RayJob = serde_json::from_value(serde_json::json!({
+        let job: Tolerant<RayJob> = serde_json::from_value(serde_json::json!({
             "apiVersion": "ray.io/v1", "kind": "RayJob",
             "metadata": {"name": "count", "namespace": "ns", "uid": "u2"},
             "spec": {"entrypoint": "python -c 'print(1)'"},

@@ -20,7 +20,7 @@ use crate::kit::metrics::{ConditionLabels, LateStore, ObjectLabels, encode_gauge
 use crate::runtime::metrics::Metrics;
 
 pub struct ServiceMetrics {
-    services: LateStore<RayService>,
+    services: LateStore<Tolerant<RayService>>,
 }
 
 impl ServiceMetrics {
@@ -42,7 +42,7 @@ impl ServiceMetrics {
 }
 
 #[derive(Debug)]
-struct ServiceCollector(LateStore<RayService>);
+struct ServiceCollector(LateStore<Tolerant<RayService>>);
 
 impl Collector for ServiceCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -95,7 +95,7 @@ mod tests {
     fn exposes_info_and_conditions_of_each_cached_service() {
         let m = Metrics::new(true, RequestCounts::default());
         let sm = ServiceMetrics::register(&m);
-        let svc: RayService = serde_json::from_value(serde_json::json!({
+        let svc: Tolerant<RayService> = serde_json::from_value(serde_json::json!({
             "apiVersion": "ray.io/v1", "kind": "RayService",
             "metadata": {"name": "web", "namespace": "ns", "uid": "u1"},
             "spec": {"rayClusterConfig": {"headGroupSpec": {"rayStartParams": {},
@@ -123,7 +123,7 @@ mod tests {
         ] {
             assert!(text.contains(&line), "{line} missing from\n{text}");
         }
-        sm.watch(store_of(Vec::<RayService>::new()));
+        sm.watch(store_of(Vec::<Tolerant<RayService>>::new()));
         assert!(!m.encode().unwrap().contains(r#"name="web""#));
     }
 }
