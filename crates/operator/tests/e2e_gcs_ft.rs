@@ -132,13 +132,10 @@ async fn wait_cluster<T>(
     })
 }
 
-async fn wait_deleted(ns: &TestNamespace, name: &str, within: Duration) -> Duration {
-    let api = ns.api::<RayCluster>();
+/// How long RayCluster `name` took to go, waiting at most `within`.
+async fn deletion_time(ns: &TestNamespace, name: &str, within: Duration) -> Duration {
     let started = Instant::now();
-    wait_until(&format!("{name} deleted"), within, || async {
-        api.get_opt(name).await.ok()?.is_none().then_some(())
-    })
-    .await;
+    support::wait_deleted::<RayCluster>(ns, name, within).await;
     started.elapsed()
 }
 
@@ -264,7 +261,7 @@ async fn e2e_a_head_restart_keeps_the_cluster_state_and_deletion_cleans_redis() 
         .delete("ft", &DeleteParams::background())
         .await
         .unwrap();
-    let took = wait_deleted(&ns, "ft", RAY_TIMEOUT).await;
+    let took = deletion_time(&ns, "ft", RAY_TIMEOUT).await;
     eprintln!("cluster deleted {took:?} after the request");
     assert_eq!(redis_keys(&ns, &uid), 0, "keys of {uid} left in Redis");
     let events = support::events(&ns, "ft").await;
@@ -288,20 +285,12 @@ async fn e2e_a_head_restart_keeps_the_cluster_state_and_deletion_cleans_redis() 
         .delete("redis", &DeleteParams::default())
         .await
         .unwrap();
-    wait_until("Redis gone", RAY_TIMEOUT, || async {
-        ns.api::<Pod>()
-            .get_opt("redis")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    support::wait_deleted::<Pod>(&ns, "redis", RAY_TIMEOUT).await;
     ns.api::<RayCluster>()
         .delete("ftdown", &DeleteParams::background())
         .await
         .unwrap();
-    let took = wait_deleted(&ns, "ftdown", Duration::from_secs(bound + 60)).await;
+    let took = deletion_time(&ns, "ftdown", Duration::from_secs(bound + 60)).await;
     eprintln!("with Redis down, cluster deleted {took:?} after the request");
     assert!(took < Duration::from_secs(bound + 30), "took {took:?}");
     let warned = warnings(&ns, "ftdown").await;
@@ -380,7 +369,7 @@ async fn e2e_the_embedded_store_on_a_claim_keeps_the_state_across_a_head_restart
         .delete(name, &DeleteParams::background())
         .await
         .unwrap();
-    wait_deleted(&ns, name, RAY_TIMEOUT).await;
+    support::wait_deleted::<RayCluster>(&ns, name, RAY_TIMEOUT).await;
     wait_until("the claim and its volume gone", RAY_TIMEOUT, || async {
         let claim = ns
             .api::<PersistentVolumeClaim>()

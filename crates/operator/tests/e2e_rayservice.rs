@@ -24,6 +24,7 @@ use kuberay_testenv::samples;
 use serde_json::{Value, json};
 use support::cli::{kubectl, run, try_run};
 use support::rayservice::{active, condition, pending, poll_service, route_backends};
+use support::wait_deleted;
 
 /// A Serve application that answers its `message` argument.
 const GREETER: &str = r#"
@@ -312,7 +313,7 @@ async fn e2e_rayservice_sample_serves_updates_in_place_and_upgrades_without_down
         "{log}"
     );
     // The old cluster goes after rayClusterDeletionDelaySeconds.
-    wait_cluster_deleted(&ns, &first).await;
+    wait_deleted::<RayCluster>(&ns, &first, RAY_TIMEOUT).await;
     assert_eq!(greet(&ns).await.as_deref(), Some("hello-v3"));
     let head = ray_pod(&ns, &second, "head").await;
     assert_eq!(
@@ -428,6 +429,19 @@ struct Traffic {
     answers: Vec<String>,
 }
 
+/// `/greet` through the Gateway at `gateway`: the answer, or why there
+/// is none (a non-2xx answer or a transport error).
+async fn greet_at(
+    client: &reqwest::Client,
+    gateway: std::net::SocketAddr,
+) -> Result<String, String> {
+    match client.get(format!("http://{gateway}/greet")).send().await {
+        Ok(r) if r.status().is_success() => r.text().await.map_err(|e| e.to_string()),
+        Ok(r) => Err(format!("HTTP {}", r.status())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Asks `/greet` through the Gateway at `gateway` every 100 ms until `stop`
 /// is set; a non-2xx answer or a transport error is a failure.
 async fn gateway_loop(
@@ -442,13 +456,7 @@ async fn gateway_loop(
     let mut t = Traffic::default();
     while !stop.load(Ordering::Relaxed) {
         t.requests += 1;
-        let r = client.get(format!("http://{gateway}/greet")).send().await;
-        let outcome = match r {
-            Ok(r) if r.status().is_success() => r.text().await.map_err(|e| e.to_string()),
-            Ok(r) => Err(format!("HTTP {}", r.status())),
-            Err(e) => Err(e.to_string()),
-        };
-        match outcome {
+        match greet_at(&client, gateway).await {
             Ok(body) if !t.answers.contains(&body) => t.answers.push(body),
             Ok(_) => {}
             Err(e) => t.failures.push(e),
@@ -516,13 +524,7 @@ async fn e2e_rayservice_incremental_upgrade_moves_real_traffic_and_serve_capacit
     .await;
     let client = reqwest::Client::new();
     let first_answer = wait_until("hello-v1 through the Gateway", RAY_TIMEOUT, || async {
-        let r = client
-            .get(format!("http://{gateway_at}/greet"))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())?;
-        r.text().await.ok()
+        greet_at(&client, gateway_at).await.ok()
     })
     .await;
     assert_eq!(first_answer, "hello-v1");
@@ -587,18 +589,12 @@ async fn e2e_rayservice_incremental_upgrade_moves_real_traffic_and_serve_capacit
     // The Gateway answers with the new application only, then the loop
     // stops: every request of the upgrade got an answer.
     wait_until("only hello-v2 through the Gateway", RAY_TIMEOUT, || async {
-        let answers: Vec<String> = futures::future::join_all((0..10).map(|_| async {
-            let r = client
-                .get(format!("http://{gateway_at}/greet"))
-                .send()
+        let answers: Vec<String> =
+            futures::future::join_all((0..10).map(|_| greet_at(&client, gateway_at)))
                 .await
-                .ok()?;
-            r.text().await.ok()
-        }))
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+                .into_iter()
+                .flatten()
+                .collect();
         (answers.len() == 10 && answers.iter().all(|a| a == "hello-v2")).then_some(())
     })
     .await;
@@ -619,5 +615,5 @@ async fn e2e_rayservice_incremental_upgrade_moves_real_traffic_and_serve_capacit
         &seen.failures[..seen.failures.len().min(5)]
     );
     assert_eq!(seen.answers, ["hello-v1", "hello-v2"], "{seen:?}");
-    wait_cluster_deleted(&ns, &first).await;
+    wait_deleted::<RayCluster>(&ns, &first, RAY_TIMEOUT).await;
 }

@@ -50,14 +50,6 @@ fn has_finalizer(rc: &RayCluster) -> bool {
         .any(|f| f == FINALIZER)
 }
 
-async fn wait_gone(ns: &kuberay_testenv::harness::TestNamespace, name: &str) {
-    let api = ns.api::<RayCluster>();
-    wait_until(&format!("{name} deleted"), TIMEOUT, || async {
-        api.get_opt(name).await.ok()?.is_none().then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn a_redis_cluster_is_cleaned_up_before_it_goes() {
     use k8s_openapi::api::batch::v1::Job;
@@ -93,7 +85,7 @@ async fn a_redis_cluster_is_cleaned_up_before_it_goes() {
     assert_eq!(job.labels()["ray.io/node-type"], "redis-cleanup");
     let c = job_container(&job);
     assert!(c.args.as_ref().unwrap()[0].contains("cleanup_redis_storage"));
-    wait_gone(&ns, "ft").await;
+    wait_deleted::<RayCluster>(&ns, "ft", TIMEOUT).await;
     let events = events(&ns, "ft").await;
     assert!(
         events.iter().any(|(t, r, n)| t == "Normal"
@@ -125,7 +117,7 @@ async fn a_failed_cleanup_releases_the_cluster_and_says_what_is_left() {
     })
     .await;
     finish_submitter(&ns, "ftfail-redis-cleanup", 1).await;
-    wait_gone(&ns, "ftfail").await;
+    wait_deleted::<RayCluster>(&ns, "ftfail", TIMEOUT).await;
     let events = events(&ns, "ftfail").await;
     let warning = events
         .iter()
@@ -147,7 +139,7 @@ async fn a_cleanup_that_never_ends_is_cut_off_at_the_deletion_timeout() {
         .delete("ftstuck", &DeleteParams::background())
         .await
         .unwrap();
-    wait_gone(&ns, "ftstuck").await;
+    wait_deleted::<RayCluster>(&ns, "ftstuck", TIMEOUT).await;
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(5), "released early: {took:?}");
     let events = events(&ns, "ftstuck").await;
@@ -236,7 +228,7 @@ async fn embedded_gcs_storage_gets_a_claim_that_follows_the_deletion_policy() {
         .delete("emb", &DeleteParams::background())
         .await
         .unwrap();
-    wait_gone(&ns, "emb").await;
+    wait_deleted::<RayCluster>(&ns, "emb", TIMEOUT).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(claims.get_opt("emb-gcs-pvc").await.unwrap().is_some());
     let events = events(&ns, "emb").await;

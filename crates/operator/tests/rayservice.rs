@@ -470,15 +470,7 @@ async fn deleting_the_service_deletes_its_clusters_then_the_finalizer_goes() {
         .delete("del", &DeleteParams::default())
         .await
         .unwrap();
-    wait_until("the RayService gone", TIMEOUT, || async {
-        ns.api::<RayService>()
-            .get_opt("del")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_deleted::<RayService>(&ns, "del", TIMEOUT).await;
     assert!(owned_clusters(&ns, "del").await.is_empty());
 }
 

@@ -444,15 +444,7 @@ async fn the_operator_needs_every_declared_permission_and_no_other() {
         .delete("rbac-ft", &Default::default())
         .await
         .unwrap();
-    wait_until("the Redis cluster cleaned up and gone", TIMEOUT, || async {
-        clusters
-            .get_opt("rbac-ft")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_deleted::<RayCluster>(&ns, "rbac-ft", TIMEOUT).await;
     apply::<RayCluster>(&ns, GCS_FT_EMBEDDED).await;
     let claims = ns.api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>();
     wait_until("the GCS storage claim", TIMEOUT, || async {

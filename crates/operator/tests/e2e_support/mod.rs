@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{ListParams, LogParams, Patch, PatchParams};
-use kuberay_api::{RayCluster, RayJob};
+use kuberay_api::RayJob;
 use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 use kuberay_testenv::realnodes::images::operator_image;
 
@@ -167,23 +167,6 @@ pub async fn live_ray_pods(ns: &TestNamespace, cluster: &str, node_type: &str) -
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect()
-}
-
-/// Waits until RayCluster `name` is gone.
-pub async fn wait_cluster_deleted(ns: &TestNamespace, name: &str) {
-    wait_until(
-        &format!("RayCluster {name} deleted"),
-        RAY_TIMEOUT,
-        || async {
-            ns.api::<RayCluster>()
-                .get_opt(name)
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
 }
 
 /// Waits until a RayJob's deployment is Complete or Failed; a timeout

@@ -446,3 +446,20 @@ pub fn job_container(
         .unwrap()
         .containers[0]
 }
+
+/// Waits until the `K` named `name` no longer exists.
+pub async fn wait_deleted<K>(ns: &TestNamespace, name: &str, timeout: Duration)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = ns.api::<K>();
+    wait_until(
+        &format!("{} {name} deleted", K::kind(&())),
+        timeout,
+        || async { api.get_opt(name).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+}
