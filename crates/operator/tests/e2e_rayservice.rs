@@ -23,7 +23,7 @@ use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 use kuberay_testenv::samples;
 use serde_json::{Value, json};
 use support::cli::{kubectl, run, try_run};
-use support::rayservice::{active, condition, pending, poll_service, route_backends};
+use support::rayservice::{active, condition, pending, route_backends, watch_service};
 use support::wait_deleted;
 
 /// A Serve application that answers its `message` argument.
@@ -92,7 +92,7 @@ async fn wait_service(
     what: &str,
     check: impl Fn(&RayService) -> bool,
 ) -> RayService {
-    match poll_service(ns, "rayservice-sample", RAY_TIMEOUT, check).await {
+    match watch_service(ns, "rayservice-sample", RAY_TIMEOUT, check).await {
         Ok(s) => s,
         Err(last) => {
             let pods = run(

@@ -72,11 +72,7 @@ async fn a_cluster_converges_to_kuberays_pods_services_and_status() {
         "AllPodRunningAndReadyFirstTime"
     );
     assert_eq!(condition(&rc, "HeadPodReady").unwrap().0, "True");
-    let events = events(&ns, "demo").await;
-    assert!(
-        events.iter().any(|(_, r, _)| r == "CreatedHeadPod"),
-        "{events:?}"
-    );
+    let events = wait_events(&ns, "demo", &["CreatedHeadPod", "CreatedWorkerPod"]).await;
     assert_eq!(
         events
             .iter()
@@ -274,7 +270,7 @@ async fn lost_workers_and_a_failed_head_are_replaced() {
         running.then_some(())
     })
     .await;
-    let events = events(&ns, "heal").await;
+    let events = wait_events(&ns, "heal", &["DeletedHeadPod"]).await;
     assert!(
         events
             .iter()

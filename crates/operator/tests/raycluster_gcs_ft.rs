@@ -86,7 +86,7 @@ async fn a_redis_cluster_is_cleaned_up_before_it_goes() {
     let c = job_container(&job);
     assert!(c.args.as_ref().unwrap()[0].contains("cleanup_redis_storage"));
     wait_deleted::<RayCluster>(&ns, "ft", TIMEOUT).await;
-    let events = events(&ns, "ft").await;
+    let events = wait_events(&ns, "ft", &["CreatedRedisCleanupJob"]).await;
     assert!(
         events.iter().any(|(t, r, n)| t == "Normal"
             && r == "CreatedRedisCleanupJob"
@@ -118,7 +118,7 @@ async fn a_failed_cleanup_releases_the_cluster_and_says_what_is_left() {
     .await;
     finish_submitter(&ns, "ftfail-redis-cleanup", 1).await;
     wait_deleted::<RayCluster>(&ns, "ftfail", TIMEOUT).await;
-    let events = events(&ns, "ftfail").await;
+    let events = wait_events(&ns, "ftfail", &["RedisCleanupFailed"]).await;
     let warning = events
         .iter()
         .find(|(t, r, _)| t == "Warning" && r == "RedisCleanupFailed")
@@ -142,7 +142,7 @@ async fn a_cleanup_that_never_ends_is_cut_off_at_the_deletion_timeout() {
     wait_deleted::<RayCluster>(&ns, "ftstuck", TIMEOUT).await;
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(5), "released early: {took:?}");
-    let events = events(&ns, "ftstuck").await;
+    let events = wait_events(&ns, "ftstuck", &["ForceDeletedStuckCluster"]).await;
     let warning = events
         .iter()
         .find(|(t, r, _)| t == "Warning" && r == "ForceDeletedStuckCluster")
@@ -231,11 +231,7 @@ async fn embedded_gcs_storage_gets_a_claim_that_follows_the_deletion_policy() {
     wait_deleted::<RayCluster>(&ns, "emb", TIMEOUT).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(claims.get_opt("emb-gcs-pvc").await.unwrap().is_some());
-    let events = events(&ns, "emb").await;
-    assert!(
-        events.iter().any(|(_, r, _)| r == "CreatedPVC"),
-        "{events:?}"
-    );
+    wait_events(&ns, "emb", &["CreatedPVC"]).await;
 }
 
 #[tokio::test]

@@ -148,17 +148,16 @@ async fn k8s_job_mode_runs_to_complete_and_shuts_the_cluster_down() {
         },
     )
     .await;
-    let events = events(&ns, "demo").await;
-    for reason in [
-        "CreatedRayCluster",
-        "CreatedRayJobSubmitter",
-        "DeletedRayCluster",
-    ] {
-        assert!(
-            events.iter().any(|(_, r, _)| r == reason),
-            "{reason} missing: {events:?}"
-        );
-    }
+    wait_events(
+        &ns,
+        "demo",
+        &[
+            "CreatedRayCluster",
+            "CreatedRayJobSubmitter",
+            "DeletedRayCluster",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

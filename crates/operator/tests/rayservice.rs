@@ -188,19 +188,18 @@ async fn serves_from_a_new_cluster_and_upgrades_blue_green_without_touching_the_
         (names == [second.clone()]).then_some(())
     })
     .await;
-    let evs = events(&ns, "web").await;
-    for reason in [
-        "CreatedRayCluster",
-        "UpdatedServeApplications",
-        "CreatedService",
-        "UpdatedService",
-        "DeletedRayCluster",
-    ] {
-        assert!(
-            evs.iter().any(|e| e.1 == reason),
-            "no {reason} event: {evs:?}"
-        );
-    }
+    wait_events(
+        &ns,
+        "web",
+        &[
+            "CreatedRayCluster",
+            "UpdatedServeApplications",
+            "CreatedService",
+            "UpdatedService",
+            "DeletedRayCluster",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -409,7 +408,7 @@ async fn the_initializing_timeout_fails_the_service_and_removes_its_cluster() {
         owned_clusters(&ns, "slow").await.is_empty().then_some(())
     })
     .await;
-    let evs = events(&ns, "slow").await;
+    let evs = wait_events(&ns, "slow", &["RayServiceInitializingTimeout"]).await;
     assert!(
         evs.iter()
             .any(|e| e.0 == "Warning" && e.1 == "RayServiceInitializingTimeout"),

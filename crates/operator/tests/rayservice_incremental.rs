@@ -320,16 +320,18 @@ async fn capacity_then_traffic_move_step_by_step_and_the_new_cluster_is_promoted
         (owned_clusters(&ns, "web").await == [second.clone()]).then_some(())
     })
     .await;
-    let evs = events(&ns, "web").await;
-    for reason in [
-        "CreatedGateway",
-        "CreatedHTTPRoute",
-        "UpdatedHTTPRoute",
-        "UpdatedServeTargetCapacity",
-        "DeletedRayCluster",
-    ] {
-        assert!(evs.iter().any(|e| e.1 == reason), "no {reason}: {evs:?}");
-    }
+    let evs = wait_events(
+        &ns,
+        "web",
+        &[
+            "CreatedGateway",
+            "CreatedHTTPRoute",
+            "UpdatedHTTPRoute",
+            "UpdatedServeTargetCapacity",
+            "DeletedRayCluster",
+        ],
+    )
+    .await;
     let made = evs.iter().filter(|e| e.1 == "CreatedRayCluster").count();
     assert_eq!(made, 2, "exactly two clusters were ever created");
 }

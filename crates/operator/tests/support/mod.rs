@@ -267,6 +267,32 @@ pub async fn events(ns: &TestNamespace, name: &str) -> Vec<(String, String, Stri
         .collect()
 }
 
+/// The events about `name` once each of `reasons` is among them. The
+/// operator records an event after the change it reports (a delete, a
+/// status write), so a test that has just seen the change waits for its
+/// event instead of listing at once.
+pub async fn wait_events(
+    ns: &TestNamespace,
+    name: &str,
+    reasons: &[&str],
+) -> Vec<(String, String, String)> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let seen = events(ns, name).await;
+        let missing: Vec<_> = reasons
+            .iter()
+            .filter(|r| !seen.iter().any(|e| e.1 == **r))
+            .collect();
+        if missing.is_empty() {
+            return seen;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("no {missing:?} event about {name} within {TIMEOUT:?}: {seen:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Completes (or fails) the simulated submitter pod, as a real `ray job`
 /// command would on exit.
 pub async fn finish_submitter(ns: &TestNamespace, job: &str, exit_code: i32) {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, watcher};
 use kuberay_api::{RayService, RayServiceStatuses};
 use kuberay_operator::controllers::rayservice::gateway::HTTPRoute;
 use kuberay_testenv::harness::TestNamespace;
@@ -30,32 +32,55 @@ pub fn pending(s: &RayService) -> Option<String> {
     status(s).pending_service_status?.ray_cluster_name
 }
 
-/// Polls RayService `name` until it satisfies `check`; after `timeout`, an
-/// error with the last status seen, for the caller's failure report.
-pub async fn poll_service(
+/// Watches RayService `name` until a version of it satisfies `check`;
+/// after `timeout`, an error with the last status seen, for the caller's
+/// failure report. A watch hands over every version the API server
+/// stores, so a state that lasts a moment (an upgrade finished between
+/// two polls on a busy machine) is still seen.
+pub async fn watch_service(
     ns: &TestNamespace,
     name: &str,
     timeout: Duration,
     check: impl Fn(&RayService) -> bool,
 ) -> Result<RayService, String> {
+    // The watch runs as a task of its own, polled from the runtime's loop
+    // rather than from inside the test's (large, debug-built) future: the
+    // watcher's decoding needs more stack than is left there on a test
+    // thread.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let api = ns.api::<RayService>();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let watched = name.to_string();
+    let watch = tokio::spawn(async move {
+        let mut versions = watcher::watch_object(api, &watched)
+            .default_backoff()
+            .boxed();
+        while let Some(v) = versions.next().await {
+            if let Ok(Some(s)) = v
+                && tx.send(s).is_err()
+            {
+                break;
+            }
+        }
+    });
     let mut last = None;
-    loop {
-        if let Ok(s) = api.get(name).await {
+    let found = tokio::time::timeout(timeout, async {
+        while let Some(s) = rx.recv().await {
             if check(&s) {
-                return Ok(s);
+                return Some(s);
             }
             last = Some(s.status);
         }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("last status: {last:#?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        None
+    })
+    .await;
+    watch.abort();
+    match found {
+        Ok(Some(s)) => Ok(s),
+        _ => Err(format!("last status: {last:#?}")),
     }
 }
 
-/// [`poll_service`] within the suite's [`super::TIMEOUT`], panicking with
+/// [`watch_service`] within the suite's [`super::TIMEOUT`], panicking with
 /// `what` and the last status.
 pub async fn wait_service(
     ns: &TestNamespace,
@@ -63,7 +88,7 @@ pub async fn wait_service(
     what: &str,
     check: impl Fn(&RayService) -> bool,
 ) -> RayService {
-    poll_service(ns, name, super::TIMEOUT, check)
+    watch_service(ns, name, super::TIMEOUT, check)
         .await
         .unwrap_or_else(|last| panic!("timed out waiting for {what}; {last}"))
 }
