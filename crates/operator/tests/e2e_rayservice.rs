@@ -23,7 +23,7 @@ use kuberay_testenv::harness::{self, TestNamespace, wait_until};
 use kuberay_testenv::samples;
 use serde_json::{Value, json};
 use support::cli::{kubectl, run, try_run};
-use support::rayservice::{active, condition, pending, route_backends, watch_service};
+use support::rayservice::{active, condition, pending, route_backends};
 use support::wait_deleted;
 
 /// A Serve application that answers its `message` argument.
@@ -92,16 +92,17 @@ async fn wait_service(
     what: &str,
     check: impl Fn(&RayService) -> bool,
 ) -> RayService {
-    match watch_service(ns, "rayservice-sample", RAY_TIMEOUT, check).await {
+    match support::watch_until(ns, "rayservice-sample", RAY_TIMEOUT, check).await {
         Ok(s) => s,
         Err(last) => {
+            let last = support::last_status(&last);
             let pods = run(
                 kubectl().args(["get", "pods", "-n", &ns.name, "-o", "wide"]),
                 None,
             );
             let logs = pod_logs(ns).await;
             panic!(
-                "timed out waiting for {what}; {last}\npods:\n{pods}{logs}{}",
+                "timed out waiting for {what}; last status: {last}\npods:\n{pods}{logs}{}",
                 harness::health()
             );
         }
@@ -438,28 +439,47 @@ async fn greet_at(
     match client.get(format!("http://{gateway}/greet")).send().await {
         Ok(r) if r.status().is_success() => r.text().await.map_err(|e| e.to_string()),
         Ok(r) => Err(format!("HTTP {}", r.status())),
-        Err(e) => Err(e.to_string()),
+        Err(e) => {
+            // reqwest's own text ("error sending request") hides whether
+            // the connection was refused, reset or timed out.
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                why = format!("{why}: {c}");
+                cause = c.source();
+            }
+            Err(why)
+        }
     }
 }
 
 /// Asks `/greet` through the Gateway at `gateway` every 100 ms until `stop`
-/// is set; a non-2xx answer or a transport error is a failure.
+/// is set; a non-2xx answer or a transport error is a failure, noted with
+/// the seconds since the loop began.
 async fn gateway_loop(
     gateway: std::net::SocketAddr,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Traffic {
     use std::sync::atomic::Ordering;
+    // A new connection per request: a pooled keep-alive connection that
+    // the proxy closes while idle fails the next request on the client's
+    // side (a race every HTTP client has, unrelated to the upgrade), so
+    // only the proxy's and Serve's answers count here.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap();
+    let began = std::time::Instant::now();
     let mut t = Traffic::default();
     while !stop.load(Ordering::Relaxed) {
         t.requests += 1;
         match greet_at(&client, gateway).await {
             Ok(body) if !t.answers.contains(&body) => t.answers.push(body),
             Ok(_) => {}
-            Err(e) => t.failures.push(e),
+            Err(e) => t
+                .failures
+                .push(format!("{:.1}s: {e}", began.elapsed().as_secs_f32())),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

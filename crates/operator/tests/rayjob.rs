@@ -32,12 +32,7 @@ async fn wait_job(
     what: &str,
     check: impl Fn(&RayJob) -> bool,
 ) -> RayJob {
-    let api = ns.api::<RayJob>();
-    wait_until(what, TIMEOUT, || async {
-        let j = api.get(name).await.ok()?;
-        check(&j).then_some(j)
-    })
-    .await
+    wait_for(ns, name, what, check).await
 }
 
 fn deployment(j: &RayJob) -> D {
@@ -59,8 +54,8 @@ async fn k8s_job_mode_runs_to_complete_and_shuts_the_cluster_down() {
         json!({"shutdownAfterJobFinishes": true, "runtimeEnvYAML": "pip: [requests]\n", "metadata": {"team": "ml"}}),
     );
     apply::<RayJob>(&ns, &yaml).await;
-    // Initializing can be over before a poll sees it (simulated pods start
-    // at once), so accept what may follow it; the names are set by then.
+    // Simulated pods start at once, so Initializing may not outlive one
+    // status write; accept what may follow it; the names are set by then.
     let init = wait_job(&ns, "demo", "Initializing with a cluster name", |j| {
         matches!(deployment(j), D::Initializing | D::Running)
             && status(j).ray_cluster_name.is_some()
@@ -109,10 +104,14 @@ async fn k8s_job_mode_runs_to_complete_and_shuts_the_cluster_down() {
             .any(|e| e.name == "RAY_JOB_SUBMISSION_ID" && e.value.as_deref() == Some(&job_id))
     );
     assert_eq!(submitter.spec.unwrap().backoff_limit, Some(2));
-    ns.api::<k8s_openapi::api::core::v1::Service>()
-        .get("demo-head-svc")
-        .await
-        .unwrap();
+    // Made on the first pass in Running, as KubeRay does.
+    wait_until("the job's head service", TIMEOUT, || async {
+        ns.api::<k8s_openapi::api::core::v1::Service>()
+            .get_opt("demo-head-svc")
+            .await
+            .ok()?
+    })
+    .await;
 
     fake.set(&job_id, "RUNNING");
     wait_job(&ns, "demo", "jobStatus RUNNING", |j| {

@@ -231,12 +231,7 @@ pub async fn wait_status(
     what: &str,
     check: impl Fn(&RayCluster) -> bool,
 ) -> RayCluster {
-    let api = ns.api::<RayCluster>();
-    wait_until(what, TIMEOUT, || async {
-        let rc = api.get(cluster).await.ok()?;
-        check(&rc).then_some(rc)
-    })
-    .await
+    wait_for(ns, cluster, what, check).await
 }
 
 pub fn condition(rc: &RayCluster, type_: &str) -> Option<(String, String, String)> {
@@ -488,4 +483,122 @@ where
         || async { api.get_opt(name).await.ok()?.is_none().then_some(()) },
     )
     .await;
+}
+
+/// Stack of the thread [`watch_until`] watches on.
+const WATCH_STACK: usize = 16 << 20;
+
+/// Watches the `K` named `name` until a version of it satisfies `check`;
+/// after `timeout`, `Err` with the last version seen, for the caller's
+/// failure report. A watch hands over every version the API server
+/// stores, so a state that lasts a moment (an upgrade or a retry finished
+/// between two polls on a busy machine) is still seen; a poll can miss it.
+pub async fn watch_until<K>(
+    ns: &TestNamespace,
+    name: &str,
+    timeout: Duration,
+    check: impl Fn(&K) -> bool,
+) -> Result<K, Option<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    // The watch runs on a thread of its own with a large stack: in a debug
+    // build kube's watcher state machine takes about 1.2 MiB of stack to
+    // poll and decoding a RayJob about 0.8 MiB more, past a test thread's
+    // 2 MiB (it overflowed). Versions come back over a channel; dropping
+    // the receiver or `stop` ends the thread.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (namespace, watched) = (ns.name.clone(), name.to_string());
+    std::thread::Builder::new()
+        .name(format!("watch {watched}"))
+        .stack_size(WATCH_STACK)
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let api = Api::<K>::namespaced(harness::client().await, &namespace);
+                let forward = async {
+                    let mut versions = watcher::watch_object(api, &watched)
+                        .default_backoff()
+                        .boxed();
+                    while let Some(v) = versions.next().await {
+                        if let Ok(Some(k)) = v
+                            && tx.send(k).is_err()
+                        {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = forward => {}
+                    _ = stopped => {}
+                }
+            });
+        })
+        .unwrap();
+    let mut last = None;
+    let found = tokio::time::timeout(timeout, async {
+        while let Some(k) = rx.recv().await {
+            if check(&k) {
+                return Some(k);
+            }
+            last = Some(k);
+        }
+        None
+    })
+    .await;
+    let _ = stop.send(());
+    found.ok().flatten().ok_or(last)
+}
+
+/// The `status` of a version [`watch_until`] saw last, as JSON, for a
+/// failure report.
+pub fn last_status<K: serde::Serialize>(last: &Option<K>) -> String {
+    match last {
+        None => "never seen".into(),
+        Some(k) => {
+            let status = serde_json::to_value(k).map(|v| v["status"].clone());
+            let status = status.unwrap_or_default();
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        }
+    }
+}
+
+/// [`watch_until`] within the suite's [`TIMEOUT`], panicking with `what`
+/// and the last status seen.
+pub async fn wait_for<K>(
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    check: impl Fn(&K) -> bool,
+) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    watch_until(ns, name, TIMEOUT, check)
+        .await
+        .unwrap_or_else(|last| {
+            panic!(
+                "timed out after {}s waiting for {what}; last status: {}{}",
+                TIMEOUT.as_secs(),
+                last_status(&last),
+                harness::health()
+            )
+        })
 }
