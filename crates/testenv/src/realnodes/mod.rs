@@ -425,6 +425,8 @@ impl RealNodes {
                 &certs.client,
                 &format!("system:node:{}", node.name),
             )?;
+            let plugin_socket = device_plugin_socket(holder);
+            let before = socket_identity(&plugin_socket);
             procs.spawn(
                 &format!("kubelet-{}", node.name),
                 bash,
@@ -440,6 +442,18 @@ impl RealNodes {
                         "--v=1".into(),
                     ],
                 ),
+            )?;
+            // Every kubelet serves device-plugin registration on one fixed
+            // path (not under --root-dir): it empties the directory, then
+            // binds. Two kubelets starting together can both empty it and
+            // the second bind fails ("address already in use"), which ends
+            // that kubelet. So the next one starts once this one's socket
+            // is there.
+            procs.wait_for(
+                &format!("kubelet {} to serve device-plugin registration", node.name),
+                &format!("kubelet-{}", node.name),
+                remaining(),
+                || socket_identity(&plugin_socket).is_some_and(|i| Some(i) != before),
             )?;
         }
         let dns = self.slot().namespace_ip().to_string();
@@ -544,6 +558,24 @@ pub struct StartContext<'a> {
     pub write_kubeconfig: &'a dyn Fn(&Path, &crate::pki::CertFiles, &str) -> Result<(), Error>,
     /// Creates the `kube-dns` Service, its EndpointSlice and CoreDNS's role.
     pub prepare_dns: &'a dyn Fn(Slot) -> Result<(), Error>,
+}
+
+/// The kubelet's device-plugin registration socket as the nodes' mount
+/// namespace (held by `holder`) sees it.
+fn device_plugin_socket(holder: u32) -> PathBuf {
+    PathBuf::from(format!(
+        "/proc/{holder}/root/var/lib/kubelet/device-plugins/kubelet.sock"
+    ))
+}
+
+/// The identity of the file at `path`, to tell a socket a kubelet just
+/// bound from the one an earlier kubelet left: its inode and change time
+/// (a file system may give the new socket the old one's freed inode).
+fn socket_identity(path: &Path) -> Option<(u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.ino(), m.ctime(), m.ctime_nsec()))
 }
 
 fn write(path: &Path, body: &str) -> Result<(), Error> {
