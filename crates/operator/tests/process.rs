@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -16,11 +16,14 @@ struct Process {
     child: Child,
     metrics: u16,
     health: u16,
+    /// Its output (the operator's log), for failure reports.
+    log: tempfile::NamedTempFile,
 }
 
 impl Process {
     fn start(kubeconfig: &std::path::Path, extra: &[String], name: &str) -> Self {
         let (metrics, health) = (free_port(), free_port());
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kuberay-operator"))
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .arg(format!("--metrics-addr=127.0.0.1:{metrics}"))
@@ -29,15 +32,23 @@ impl Process {
             .args(extra)
             .env("POD_NAME", name)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
         Self {
             child,
             metrics,
             health,
+            log,
         }
+    }
+
+    /// The last lines of its log.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     async fn get(&self, port: u16, path: &str) -> Option<(u16, String)> {
@@ -137,13 +148,17 @@ async fn health_readiness_and_metrics() {
         .metadata
         .uid
         .unwrap();
-    let text = wait_until("the provisioned duration metric", TIMEOUT, || async {
+    let labels = format!(r#"name="metered",namespace="{}",uid="{uid}""#, ns.name);
+    // The condition gauge reads the watch cache, which may get the status
+    // write a moment after the reconcile recorded the duration.
+    let provisioned =
+        format!(r#"kuberay_cluster_condition_provisioned{{{labels},condition="true"}} 1"#);
+    let text = wait_until("the provisioned metrics", TIMEOUT, || async {
         let (_, t) = op.get(op.metrics, "/metrics").await?;
-        t.contains("kuberay_cluster_provisioned_duration_seconds{")
+        (t.contains("kuberay_cluster_provisioned_duration_seconds{") && t.contains(&provisioned))
             .then_some(t)
     })
     .await;
-    let labels = format!(r#"name="metered",namespace="{}",uid="{uid}""#, ns.name);
     assert!(
         text.contains(&format!(
             r#"kuberay_cluster_info{{{labels},owner_kind="None"}} 1"#
@@ -276,7 +291,11 @@ async fn sigterm_releases_the_lease_and_exits_cleanly() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(status.success(), "exit status {status}");
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        a.log_tail()
+    );
     // The lease was given up on the way out, not left to expire.
     let lease = ns.api::<Lease>().get("ray-operator-leader").await.unwrap();
     let held_by = lease
@@ -286,10 +305,65 @@ async fn sigterm_releases_the_lease_and_exits_cleanly() {
     assert_ne!(
         held_by.as_deref(),
         Some("term-a"),
-        "the lease is still held by the stopped replica"
+        "the lease is still held by the stopped replica; its log:\n{}",
+        a.log_tail()
     );
     wait_until("term-b to take over", TIMEOUT, || async {
         holder(&ns).await.filter(|h| h == "term-b")
     })
     .await;
+}
+
+/// A kind whose CRD is never installed: a watch of it never lists.
+#[derive(kube::CustomResource, Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[kube(
+    group = "absent.kuberay-rs.dev",
+    version = "v1",
+    kind = "Absent",
+    namespaced,
+    schema = "disabled"
+)]
+struct AbsentSpec {}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+impl kuberay_operator::kit::runner::Reason for Never {
+    fn reason(&self) -> &'static str {
+        "Never"
+    }
+}
+
+#[tokio::test]
+async fn a_stop_before_the_first_list_ends_a_controller_at_once() {
+    use kuberay_operator::kit::runner::{Env, Runner};
+    // A stop that comes while the primary kind has not been listed yet
+    // (SIGTERM during start-up on a slow API server) must not wait for a
+    // list that will never come: the watch is what the stop ends.
+    let ns = namespace("proc-early").await;
+    let env = Env {
+        client: ns.client.clone(),
+        events_client: ns.client.clone(),
+        scope: kuberay_operator::kit::scope::Scope::namespaces_of([ns.name.clone()]),
+        concurrency: 1,
+        metrics: kuberay_operator::runtime::metrics::Metrics::new(true, Default::default()),
+        readiness: Default::default(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(Runner::<Absent>::new("absent", &env).run(
+        std::sync::Arc::new(()),
+        |_, _| async { Err::<kube::runtime::controller::Action, _>(Never) },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // Long enough for the watch to have failed and be backing off.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!run.is_finished(), "the controller ended before its stop");
+    stop.send(()).unwrap();
+    tokio::time::timeout(TIMEOUT, run)
+        .await
+        .expect("the controller did not end after its stop")
+        .unwrap();
 }

@@ -87,11 +87,10 @@ pub async fn run(shared: Shared, stop: Stop) {
     let enabled: Vec<&Registration> = ALL.iter().filter(|c| (c.enabled)(&shared.cfg)).collect();
     tracing::info!(controllers = ?enabled.iter().map(|c| c.name).collect::<Vec<_>>(), "starting controllers");
     shared.env.readiness.expect(enabled.len());
-    futures::future::join_all(
-        enabled
-            .iter()
-            .map(|c| (c.run)(shared.clone(), stop.clone())),
-    )
+    futures::future::join_all(enabled.iter().map(|c| {
+        (c.run)(shared.clone(), stop.clone())
+            .inspect(|_| tracing::info!(controller = c.name, "controller stopped"))
+    }))
     .await;
 }
 

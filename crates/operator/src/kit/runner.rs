@@ -147,6 +147,7 @@ where
             reconcile_all,
         } = self;
         let (reader, writer) = reflector::store();
+        let ready = reader.clone();
         for sink in on_store {
             sink(reader.clone());
         }
@@ -182,15 +183,27 @@ where
         for trigger in reconcile_all {
             controller = controller.reconcile_all_on(trigger);
         }
-        controller
-            .graceful_shutdown_on(shutdown)
+        let shutdown = shutdown.shared();
+        let running = controller
+            .graceful_shutdown_on(shutdown.clone())
             .run(Wrapped::reconcile, Wrapped::error_policy, runner)
             .for_each(|res| async move {
                 if let Err(e) = res {
                     tracing::debug!(controller = name, error = %e, "reconcile failed");
                 }
-            })
-            .await;
+            });
+        // kube's graceful shutdown ends the watch, then waits for the
+        // reconciles it holds back until the primary store has its first
+        // list: a stop before that list waits forever (the process then
+        // hit its exit deadline with the leader lease still held). No
+        // reconcile can have started then, so the controller just ends.
+        let before_first_list = async move {
+            shutdown.await;
+            if ready.wait_until_ready().now_or_never().is_some() {
+                futures::future::pending::<()>().await;
+            }
+        };
+        futures::future::select(running.boxed(), before_first_list.boxed()).await;
     }
 }
 
