@@ -399,6 +399,7 @@ impl RealNodes {
             ),
         )?;
 
+        let plugin_socket = device_plugin_socket(holder);
         for (node, certs) in self.nodes.iter().zip(&ctx.pki.nodes) {
             let p = &node.paths;
             write(
@@ -425,10 +426,10 @@ impl RealNodes {
                 &certs.client,
                 &format!("system:node:{}", node.name),
             )?;
-            let plugin_socket = device_plugin_socket(holder);
+            let kubelet = format!("kubelet-{}", node.name);
             let before = socket_identity(&plugin_socket);
             procs.spawn(
-                &format!("kubelet-{}", node.name),
+                &kubelet,
                 bash,
                 &self.enter(
                     Some(holder),
@@ -451,7 +452,7 @@ impl RealNodes {
             // is there.
             procs.wait_for(
                 &format!("kubelet {} to serve device-plugin registration", node.name),
-                &format!("kubelet-{}", node.name),
+                &kubelet,
                 remaining(),
                 || socket_identity(&plugin_socket).is_some_and(|i| Some(i) != before),
             )?;
