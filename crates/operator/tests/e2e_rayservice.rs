@@ -453,12 +453,39 @@ async fn greet_at(
     }
 }
 
+/// The Gateway's access-log entries since `since` that took over 2 s or
+/// did not answer 2xx: when each started (seconds after `since`), how long
+/// it took, its status and the backend it went to.
+fn troubled_requests(since: jiff::Timestamp) -> Vec<String> {
+    let path = harness::control_plane()
+        .expect("the Gateway runs next to this binary's control plane")
+        .gateway_access_log();
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| format!("{{\"error\": \"reading {}: {e}\"}}", path.display()));
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|e| {
+            let start: jiff::Timestamp = e["StartUTC"].as_str()?.parse().ok()?;
+            let took_ms = e["Duration"].as_f64()? / 1e6;
+            let status = e["DownstreamStatus"].as_i64().unwrap_or(0);
+            let at = (start.as_millisecond() - since.as_millisecond()) as f64 / 1e3;
+            (at >= 0.0 && (took_ms > 2000.0 || !(200..300).contains(&status))).then(|| {
+                format!(
+                    "{at:.1}s took {took_ms:.0} ms, status {status}, backend {} ({})",
+                    e["ServiceURL"], e["ServiceName"]
+                )
+            })
+        })
+        .collect()
+}
+
 /// Asks `/greet` through the Gateway at `gateway` every 100 ms until `stop`
 /// is set; a non-2xx answer or a transport error is a failure, noted with
-/// the seconds since the loop began.
+/// the seconds since `began` at which the request started and ended.
 async fn gateway_loop(
     gateway: std::net::SocketAddr,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    began: std::time::Instant,
 ) -> Traffic {
     use std::sync::atomic::Ordering;
     // A new connection per request: a pooled keep-alive connection that
@@ -470,16 +497,17 @@ async fn gateway_loop(
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let began = std::time::Instant::now();
     let mut t = Traffic::default();
     while !stop.load(Ordering::Relaxed) {
         t.requests += 1;
+        let sent = began.elapsed().as_secs_f32();
         match greet_at(&client, gateway).await {
             Ok(body) if !t.answers.contains(&body) => t.answers.push(body),
             Ok(_) => {}
-            Err(e) => t
-                .failures
-                .push(format!("{:.1}s: {e}", began.elapsed().as_secs_f32())),
+            Err(e) => t.failures.push(format!(
+                "{sent:.1}s-{:.1}s: {e}",
+                began.elapsed().as_secs_f32()
+            )),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -550,7 +578,15 @@ async fn e2e_rayservice_incremental_upgrade_moves_real_traffic_and_serve_capacit
     assert_eq!(first_answer, "hello-v1");
 
     let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let traffic = tokio::spawn(gateway_loop(gateway_at, stop.clone()));
+    let began = std::time::Instant::now();
+    let began_utc = jiff::Timestamp::now();
+    let traffic = tokio::spawn(gateway_loop(gateway_at, stop.clone(), began));
+    // Each change seen below, with the seconds since the loop began, so a
+    // failed request can be placed among the upgrade's steps.
+    let mut timeline = Vec::new();
+    let note = |timeline: &mut Vec<String>, what: String| {
+        timeline.push(format!("{:.1}s {what}", began.elapsed().as_secs_f32()))
+    };
     apply_json::<RayService>(&ns, incremental("hello-v2", "2")).await;
     let upgrading = wait_service(&ns, "UpgradeInProgress", |s| {
         condition(s, "UpgradeInProgress").is_some_and(|c| c.0 == "True")
@@ -567,16 +603,25 @@ async fn e2e_rayservice_incremental_upgrade_moves_real_traffic_and_serve_capacit
         if let Some(Some(tc)) = serve_target_capacity(&ns, &second).await
             && seen_new.last() != Some(&tc)
         {
+            note(
+                &mut timeline,
+                format!("new cluster's Serve target_capacity {tc}"),
+            );
             seen_new.push(tc);
         }
         if let Some(Some(tc)) = serve_target_capacity(&ns, &first).await
             && seen_old.last() != Some(&tc)
         {
+            note(
+                &mut timeline,
+                format!("old cluster's Serve target_capacity {tc}"),
+            );
             seen_old.push(tc);
         }
         if let Ok(r) = routes.get("rayservice-sample-httproute").await {
             let w: Vec<i32> = route_backends(&r).into_iter().map(|b| b.1).collect();
             if weights.last() != Some(&w) {
+                note(&mut timeline, format!("route weights {w:?}"));
                 weights.push(w);
             }
         }
@@ -606,6 +651,7 @@ async fn e2e_rayservice_incremental_upgrade_moves_real_traffic_and_serve_capacit
         (route_backends(&r) == [(new_backend.clone(), 100)]).then_some(())
     })
     .await;
+    note(&mut timeline, format!("route on {new_backend} only"));
     // The Gateway answers with the new application only, then the loop
     // stops: every request of the upgrade got an answer.
     wait_until("only hello-v2 through the Gateway", RAY_TIMEOUT, || async {
@@ -622,17 +668,22 @@ async fn e2e_rayservice_incremental_upgrade_moves_real_traffic_and_serve_capacit
     let seen = traffic.await.unwrap();
     eprintln!(
         "incremental upgrade: {} requests through the Gateway, {} failed, answers {:?}; \
-         Serve target_capacity new {seen_new:?} old {seen_old:?}; route weights {weights:?}",
+         Serve target_capacity new {seen_new:?} old {seen_old:?}; route weights {weights:?}\n{}",
         seen.requests,
         seen.failures.len(),
-        seen.answers
+        seen.answers,
+        timeline.join("\n")
     );
     assert!(
         seen.failures.is_empty(),
-        "{} of {} requests through the Gateway failed during the upgrade, e.g. {:?}",
+        "{} of {} requests through the Gateway failed during the upgrade, e.g. {:?}\n\
+         what the test saw, in seconds since the requests began:\n{}\n\
+         requests the Gateway logged as slow (over 2 s) or failed:\n{}",
         seen.failures.len(),
         seen.requests,
-        &seen.failures[..seen.failures.len().min(5)]
+        &seen.failures[..seen.failures.len().min(5)],
+        timeline.join("\n"),
+        troubled_requests(began_utc).join("\n")
     );
     assert_eq!(seen.answers, ["hello-v1", "hello-v2"], "{seen:?}");
     wait_deleted::<RayCluster>(&ns, &first, RAY_TIMEOUT).await;

@@ -99,6 +99,13 @@ fn true_condition(type_: &str) -> Value {
 /// Plays the Gateway controller: once the Gateway and route of `svc`
 /// exist, marks them ready as an implementation serving them would.
 async fn accept_gateway_and_route(ns: &TestNamespace, svc: &str) {
+    report_gateway_and_route(ns, svc, false).await;
+}
+
+/// [`accept_gateway_and_route`], and with `observed` the route's
+/// `Accepted` says which generation of it was processed (the one it has
+/// now), as conformant implementations do.
+async fn report_gateway_and_route(ns: &TestNamespace, svc: &str, observed: bool) {
     let gateways: Api<Gateway> = Api::namespaced(ns.client.clone(), &ns.name);
     let routes: Api<HTTPRoute> = Api::namespaced(ns.client.clone(), &ns.name);
     let (g, r) = (format!("{svc}-gateway"), format!("{svc}-httproute"));
@@ -113,10 +120,14 @@ async fn accept_gateway_and_route(ns: &TestNamespace, svc: &str) {
         .patch_status(&g, &PatchParams::default(), &Patch::Merge(&gs))
         .await
         .unwrap();
+    let mut accepted = true_condition("Accepted");
+    if observed {
+        accepted["observedGeneration"] = json!(routes.get(&r).await.unwrap().metadata.generation);
+    }
     let rs = json!({"status": {"parents": [{
         "parentRef": {"name": g, "namespace": ns.name},
         "controllerName": "example.com/stand-in",
-        "conditions": [true_condition("Accepted"), true_condition("ResolvedRefs")]}]}});
+        "conditions": [accepted, true_condition("ResolvedRefs")]}]}});
     routes
         .patch_status(&r, &PatchParams::default(), &Patch::Merge(&rs))
         .await
@@ -426,6 +437,103 @@ async fn no_capacity_moves_until_the_gateway_and_route_are_ready() {
         active(s).as_deref() == Some(second.as_str())
     })
     .await;
+}
+
+/// Capacity leaves the old cluster only once the Gateway's controller has
+/// processed the route that moved its traffic away (beyond KubeRay, which
+/// does not look): while the stand-in controller reports on an older
+/// generation, the old cluster keeps its capacity and the status says why.
+#[tokio::test]
+async fn capacity_leaves_the_old_cluster_only_once_the_gateway_processed_the_route() {
+    let (ns, _op, fake) = setup_incremental("inc-lag").await;
+    apply::<RayService>(&ns, &rayservice("lag", "rayproject/ray:2.52.0", 50, 1)).await;
+    let ready = wait_service(&ns, "lag", "Ready", |s| {
+        condition(s, "Ready").is_some_and(|c| c.0 == "True")
+            && active(s).is_some()
+            && sides(s).0.1.is_some()
+    })
+    .await;
+    let first = active(&ready).unwrap();
+    report_gateway_and_route(&ns, "lag", true).await;
+    apply::<RayService>(&ns, &rayservice("lag", "rayproject/ray:2.53.0", 50, 1)).await;
+    let s = wait_service(
+        &ns,
+        "lag",
+        "the Ready message naming the route's generation",
+        |s| {
+            sides(s).1.1 == Some(50)
+                && condition(s, "Ready").is_some_and(|c| {
+                    c.2.contains(
+                        "for the Gateway's controller to process the HTTPRoute's generation",
+                    )
+                })
+        },
+    )
+    .await;
+    let second = pending(&s).unwrap();
+    assert_eq!(
+        sides(&s).0.0,
+        Some(100),
+        "the old cluster keeps its capacity: {:?}",
+        status(&s)
+    );
+    assert!(
+        !capacities(&fake).contains(&(first.clone(), 50)),
+        "{:?}",
+        capacities(&fake)
+    );
+    // The controller catches up with each version of the route from now
+    // on (on each look below): the upgrade runs through.
+    wait_until("the new cluster promoted", TIMEOUT, || async {
+        report_gateway_and_route(&ns, "lag", true).await;
+        let s = ns.api::<RayService>().get("lag").await.ok()?;
+        (active(&s).as_deref() == Some(second.as_str())).then_some(())
+    })
+    .await;
+    let caps = capacities(&fake);
+    let mut it = caps.iter();
+    for w in [(first.clone(), 50), (first.clone(), 0)] {
+        assert!(it.any(|c| *c == w), "{w:?} not sent in order: {caps:?}");
+    }
+}
+
+/// Capacity leaves the old cluster `intervalSeconds` after its traffic did
+/// (beyond KubeRay, which lowers it on the next pass), so that the Gateway
+/// has applied the route before the old cluster's replicas go.
+#[tokio::test]
+async fn capacity_leaves_the_old_cluster_an_interval_after_its_traffic() {
+    let (ns, _op, fake) = setup_incremental("inc-drain").await;
+    apply::<RayService>(&ns, &rayservice("drain", "rayproject/ray:2.52.0", 100, 10)).await;
+    let ready = wait_service(&ns, "drain", "Ready", |s| {
+        condition(s, "Ready").is_some_and(|c| c.0 == "True")
+            && active(s).is_some()
+            && sides(s).0.1.is_some()
+    })
+    .await;
+    let first = active(&ready).unwrap();
+    accept_gateway_and_route(&ns, "drain").await;
+    apply::<RayService>(&ns, &rayservice("drain", "rayproject/ray:2.53.0", 100, 10)).await;
+    // All traffic moves at once; the old cluster's capacity waits.
+    let s = wait_service(&ns, "drain", "the Ready message naming the wait", |s| {
+        sides(s).1.1 == Some(100)
+            && condition(s, "Ready").is_some_and(|c| {
+                c.2.contains("target_capacity 0 waits until")
+                    && c.2.contains("(intervalSeconds after its traffic moved)")
+            })
+    })
+    .await;
+    assert_eq!(sides(&s).0.0, Some(100), "{:?}", status(&s));
+    assert!(
+        !capacities(&fake).contains(&(first.clone(), 0)),
+        "{:?}",
+        capacities(&fake)
+    );
+    let second = pending(&s).unwrap();
+    wait_service(&ns, "drain", "the new cluster promoted", |s| {
+        active(s).as_deref() == Some(second.as_str())
+    })
+    .await;
+    assert!(capacities(&fake).contains(&(first, 0)));
 }
 
 #[tokio::test]

@@ -543,6 +543,15 @@ impl ControlPlane {
                 "--ping.entryPoint=ping".into(),
                 "--providers.kubernetesgateway=true".into(),
                 "--log.level=INFO".into(),
+                // One JSON line per request, with the backend that served it
+                // and how long it took: what a test that sees a failed
+                // request through the Gateway needs to say why.
+                "--accesslog=true".into(),
+                "--accesslog.format=json".into(),
+                format!(
+                    "--accesslog.filepath={}",
+                    self.gateway_access_log().display()
+                ),
             ],
             &[("KUBECONFIG", self.kubeconfig.as_os_str())],
         )?;
@@ -553,6 +562,12 @@ impl ControlPlane {
             || std::net::TcpStream::connect(&ping).is_ok(),
         )?;
         Ok(std::net::SocketAddr::from((ip, 80)))
+    }
+
+    /// Where the Gateway controller started by
+    /// [`Self::start_gateway_controller`] logs each request, as JSON lines.
+    pub fn gateway_access_log(&self) -> PathBuf {
+        self.dir.join("logs").join("traefik-access.log")
     }
 
     /// Stops every process; also what dropping does.

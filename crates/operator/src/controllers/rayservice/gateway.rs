@@ -275,13 +275,37 @@ pub fn gateway_ready(g: &Gateway) -> bool {
 /// KubeRay's test of a usable route: the entry for its Gateway among the
 /// route's parents has `Accepted` and `ResolvedRefs`.
 pub fn route_ready(g: &Gateway, r: &HTTPRoute) -> bool {
+    entries_for(g, r).any(|p| {
+        conditions::is_true(p.conditions.as_ref(), "Accepted")
+            && conditions::is_true(p.conditions.as_ref(), "ResolvedRefs")
+    })
+}
+
+/// The generation of the route that `g`'s controller last reported on
+/// (`observedGeneration` of `Accepted` in its entry), when that is older
+/// than the route as it is now. A controller that leaves
+/// `observedGeneration` out is taken at its word.
+pub fn route_lag(g: &Gateway, r: &HTTPRoute) -> Option<i64> {
+    let now = r.metadata.generation?;
+    let seen = entries_for(g, r)
+        .filter_map(|p| {
+            p.conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "Accepted")?
+                .observed_generation
+        })
+        .max()?;
+    (seen < now).then_some(seen)
+}
+
+/// The route's status entries for the Gateway `g`.
+fn entries_for<'a>(g: &Gateway, r: &'a HTTPRoute) -> impl Iterator<Item = &'a RouteParentStatus> {
     let gname = g.name_any();
     let gns = g.namespace();
-    r.status.iter().flat_map(|s| &s.parents).any(|p| {
+    r.status.iter().flat_map(|s| &s.parents).filter(move |p| {
         p.parent_ref.name == gname
             && (p.parent_ref.namespace.is_none() || p.parent_ref.namespace == gns)
-            && conditions::is_true(p.conditions.as_ref(), "Accepted")
-            && conditions::is_true(p.conditions.as_ref(), "ResolvedRefs")
     })
 }
 
@@ -312,7 +336,7 @@ pub fn weights(r: Option<&HTTPRoute>, active: Option<&str>, pending: Option<&str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn service() -> RayService {
         serde_yaml::from_str(
@@ -444,5 +468,50 @@ spec:
         assert!(route_ready(&g, &r));
         r.status.as_mut().unwrap().parents[0].parent_ref.name = "other".into();
         assert!(!route_ready(&g, &r));
+    }
+
+    #[test]
+    fn a_route_lags_while_its_gateway_reported_on_an_older_generation() {
+        let svc = service();
+        let g: Gateway = serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "web-gateway", "namespace": "ns"},
+            "spec": {"gatewayClassName": "istio", "listeners": []}
+        }))
+        .unwrap();
+        let accepted = |gw: &str, generation: Option<i64>| {
+            let mut c = json!({"type": "Accepted", "status": "True", "reason": "Accepted",
+                "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"});
+            if let Some(n) = generation {
+                c["observedGeneration"] = json!(n);
+            }
+            json!({"parentRef": {"name": gw, "namespace": "ns"}, "controllerName": "x/y", "conditions": [c]})
+        };
+        let mut r = route(&svc, vec![]);
+        r.metadata.generation = Some(3);
+        let with = |parents: Value| -> HTTPRoute {
+            let mut r = r.clone();
+            r.status = Some(serde_json::from_value(json!({ "parents": parents })).unwrap());
+            r
+        };
+        assert_eq!(
+            route_lag(&g, &with(json!([accepted("web-gateway", Some(2))]))),
+            Some(2)
+        );
+        assert_eq!(
+            route_lag(&g, &with(json!([accepted("web-gateway", Some(3))]))),
+            None
+        );
+        // Without observedGeneration, or only another Gateway's entry
+        // lagging: nothing to wait for.
+        assert_eq!(
+            route_lag(&g, &with(json!([accepted("web-gateway", None)]))),
+            None
+        );
+        assert_eq!(
+            route_lag(&g, &with(json!([accepted("other", Some(1))]))),
+            None
+        );
+        assert_eq!(route_lag(&g, &r), None, "no status at all");
     }
 }

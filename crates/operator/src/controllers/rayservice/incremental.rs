@@ -163,6 +163,28 @@ pub fn capacity_goal(st: &mut RayServiceStatuses, cluster: &str, surge: i32) -> 
     }
 }
 
+/// When capacity may be taken from `cluster`: `intervalSeconds` after the
+/// route last changed its weight (none if it never did). Beyond KubeRay,
+/// which lowers a cluster's `target_capacity` on the pass right after the
+/// one that moved its traffic away: a Gateway applies a route some time
+/// after it is written (Traefik batches its provider's changes for 2 s),
+/// and a request it still sends to a cluster whose Serve replicas are gone
+/// waits for a replica that never comes. The upgrade's own pace gives the
+/// Gateway that time.
+pub fn drained_at(
+    st: &RayServiceStatuses,
+    cluster: &str,
+    opts: &ClusterUpgradeOptions,
+) -> Option<Timestamp> {
+    let last = match side(st, cluster)? {
+        Side::Active => active(st).last_traffic_migrated_time,
+        Side::Pending => pending(st).last_traffic_migrated_time,
+    }?;
+    last.0
+        .checked_add(SignedDuration::from_secs(i64::from(opts.interval_seconds)))
+        .ok()
+}
+
 /// Records a `target_capacity` the dashboard of `cluster` accepted.
 pub fn record_capacity(st: &mut RayServiceStatuses, cluster: &str, value: i32) {
     let s = match side(st, cluster) {
@@ -411,6 +433,17 @@ mod tests {
         let mut st = upgrading((Some(10), Some(0)), (Some(100), Some(100)));
         assert_eq!(capacity_goal(&mut st, "old", 30), Some(0));
         assert_eq!(capacity_goal(&mut st, "elsewhere", 30), None);
+    }
+
+    #[test]
+    fn capacity_leaves_a_cluster_an_interval_after_its_traffic_did() {
+        let o = opts(50, 5, 50);
+        let mut st = upgrading((Some(100), Some(100)), (Some(50), Some(0)));
+        assert_eq!(drained_at(&st, "old", &o), None, "its traffic never moved");
+        record_traffic(&mut st, (50, 50), true, &Time(t("2026-01-01T00:10:00Z")));
+        assert_eq!(drained_at(&st, "old", &o), Some(t("2026-01-01T00:10:05Z")));
+        assert_eq!(drained_at(&st, "new", &o), Some(t("2026-01-01T00:10:05Z")));
+        assert_eq!(drained_at(&st, "elsewhere", &o), None);
     }
 
     #[test]

@@ -947,6 +947,26 @@ async fn move_capacity(
     let Some(goal) = incremental::capacity_goal(st, &cname, surge) else {
         return;
     };
+    // Capacity leaves a cluster only once the Gateway routes by the weights
+    // that took its traffic away (see `incremental::drained_at`).
+    if goal < incremental::submitted_capacity(st, &cname).unwrap_or(goal) {
+        let now = ctx.clock.now();
+        let wait = match incremental::options(svc)
+            .and_then(|o| incremental::drained_at(st, &cname, o))
+        {
+            Some(at) if at > now => Some(format!(
+                "until {} (intervalSeconds after its traffic moved), so that the Gateway stops sending it requests first",
+                at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )),
+            _ => routes.route_lag(),
+        };
+        if let Some(why) = wait {
+            pass.waiting.push(format!(
+                "RayCluster {cname}: target_capacity {goal} waits {why}"
+            ));
+            return;
+        }
+    }
     let config = ctx
         .submitted_config(key, &cname)
         .unwrap_or_else(|| svc.spec.serve_config_v2.clone().unwrap_or_default());

@@ -39,6 +39,18 @@ impl Routes {
             .map(|_| ())
             .ok_or("the HTTPRoute is not ready (Accepted and ResolvedRefs) yet")
     }
+
+    /// What capacity that leaves a cluster waits for while the Gateway may
+    /// still route by an older version of the route: its controller
+    /// reported on an older generation than the route has.
+    pub fn route_lag(&self) -> Option<String> {
+        let (g, r) = (self.gateway.as_ref()?, self.route.as_ref()?);
+        let seen = gateway::route_lag(g, r)?;
+        Some(format!(
+            "for the Gateway's controller to process the HTTPRoute's generation {} (it reported on {seen})",
+            r.metadata.generation.unwrap_or_default()
+        ))
+    }
 }
 
 /// Whether the API server serves `gateway.networking.k8s.io/v1` Gateways
