@@ -179,8 +179,14 @@ pub fn drained_at(
     let last = match side(st, cluster)? {
         Side::Active => active(st).last_traffic_migrated_time,
         Side::Pending => pending(st).last_traffic_migrated_time,
-    }?;
-    last.0
+    };
+    interval_after(last, opts)
+}
+
+/// `intervalSeconds` after `last`, the time traffic last moved.
+fn interval_after(last: Option<Time>, opts: &ClusterUpgradeOptions) -> Option<Timestamp> {
+    last?
+        .0
         .checked_add(SignedDuration::from_secs(i64::from(opts.interval_seconds)))
         .ok()
 }
@@ -217,13 +223,7 @@ pub fn weights(
     if (!back && pw == ptc) || (back && aw == atc) {
         return (aw, pw);
     }
-    let last = if back {
-        a.last_traffic_migrated_time
-    } else {
-        p.last_traffic_migrated_time
-    };
-    let interval = SignedDuration::from_secs(i64::from(opts.interval_seconds));
-    let due = last.is_none_or(|t| now.duration_since(t.0) >= interval);
+    let due = next_step_at(st, opts).is_none_or(|at| now >= at);
     if !due {
         return (aw, pw);
     }
@@ -243,10 +243,8 @@ pub fn next_step_at(st: &RayServiceStatuses, opts: &ClusterUpgradeOptions) -> Op
         active(st).last_traffic_migrated_time
     } else {
         pending(st).last_traffic_migrated_time
-    }?;
-    last.0
-        .checked_add(SignedDuration::from_secs(i64::from(opts.interval_seconds)))
-        .ok()
+    };
+    interval_after(last, opts)
 }
 
 /// The route's weights (from [`super::gateway::weights`], -1 for a cluster

@@ -941,9 +941,8 @@ async fn move_capacity(
     if routes.ready().is_err() || !incremental::capacity_update_needed(st).0 {
         return;
     }
-    let surge = incremental::options(svc)
-        .and_then(|o| o.max_surge_percent)
-        .unwrap_or(100);
+    let opts = incremental::options(svc);
+    let surge = opts.and_then(|o| o.max_surge_percent).unwrap_or(100);
     let Some(goal) = incremental::capacity_goal(st, &cname, surge) else {
         return;
     };
@@ -951,9 +950,7 @@ async fn move_capacity(
     // that took its traffic away (see `incremental::drained_at`).
     if goal < incremental::submitted_capacity(st, &cname).unwrap_or(goal) {
         let now = ctx.clock.now();
-        let wait = match incremental::options(svc)
-            .and_then(|o| incremental::drained_at(st, &cname, o))
-        {
+        let wait = match opts.and_then(|o| incremental::drained_at(st, &cname, o)) {
             Some(at) if at > now => Some(format!(
                 "until {} (intervalSeconds after its traffic moved), so that the Gateway stops sending it requests first",
                 at.strftime("%Y-%m-%dT%H:%M:%SZ")
