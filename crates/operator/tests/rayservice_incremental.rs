@@ -76,6 +76,17 @@ fn sides(s: &RayService) -> (Side, Side) {
     )
 }
 
+/// Waits until `name` is Ready on its first cluster with traffic recorded
+/// in the status; returns it as it then is.
+async fn ready_on_first_cluster(ns: &TestNamespace, name: &str) -> RayService {
+    wait_service(ns, name, "Ready with an active cluster", |s| {
+        condition(s, "Ready").is_some_and(|c| c.0 == "True")
+            && active(s).is_some()
+            && sides(s).0.1.is_some()
+    })
+    .await
+}
+
 async fn owned_clusters(ns: &TestNamespace, svc: &str) -> Vec<String> {
     let lp = ListParams::default().labels(&format!(
         "ray.io/originated-from-crd=RayService,ray.io/originated-from-cr-name={svc}"
@@ -185,12 +196,7 @@ fn capacities(fake: &FakeDashboard) -> Vec<(String, i64)> {
 async fn capacity_then_traffic_move_step_by_step_and_the_new_cluster_is_promoted_at_100() {
     let (ns, op, fake) = setup_incremental("inc-up").await;
     apply::<RayService>(&ns, &rayservice("web", "rayproject/ray:2.52.0", 50, 2)).await;
-    let ready = wait_service(&ns, "web", "Ready with an active cluster", |s| {
-        condition(s, "Ready").is_some_and(|c| c.0 == "True")
-            && active(s).is_some()
-            && sides(s).0.1.is_some()
-    })
-    .await;
+    let ready = ready_on_first_cluster(&ns, "web").await;
     let first = active(&ready).unwrap();
     // A first cluster takes everything at once.
     assert_eq!(
@@ -352,12 +358,7 @@ async fn going_back_to_the_live_spec_mid_upgrade_rolls_traffic_and_capacity_back
     let (ns, _op, fake) = setup_incremental("inc-back").await;
     let old = rayservice("back", "rayproject/ray:2.52.0", 25, 2);
     apply::<RayService>(&ns, &old).await;
-    let ready = wait_service(&ns, "back", "Ready", |s| {
-        condition(s, "Ready").is_some_and(|c| c.0 == "True")
-            && active(s).is_some()
-            && sides(s).0.1.is_some()
-    })
-    .await;
+    let ready = ready_on_first_cluster(&ns, "back").await;
     let first = active(&ready).unwrap();
     accept_gateway_and_route(&ns, "back").await;
     apply::<RayService>(&ns, &rayservice("back", "rayproject/ray:2.53.0", 25, 2)).await;
@@ -408,12 +409,7 @@ async fn going_back_to_the_live_spec_mid_upgrade_rolls_traffic_and_capacity_back
 async fn no_capacity_moves_until_the_gateway_and_route_are_ready() {
     let (ns, _op, fake) = setup_incremental("inc-wait").await;
     apply::<RayService>(&ns, &rayservice("wait", "rayproject/ray:2.52.0", 50, 1)).await;
-    let ready = wait_service(&ns, "wait", "Ready", |s| {
-        condition(s, "Ready").is_some_and(|c| c.0 == "True")
-            && active(s).is_some()
-            && sides(s).0.1.is_some()
-    })
-    .await;
+    let ready = ready_on_first_cluster(&ns, "wait").await;
     let first = active(&ready).unwrap();
     apply::<RayService>(&ns, &rayservice("wait", "rayproject/ray:2.53.0", 50, 1)).await;
     let s = wait_service(&ns, "wait", "the Ready message naming the Gateway", |s| {
@@ -447,12 +443,7 @@ async fn no_capacity_moves_until_the_gateway_and_route_are_ready() {
 async fn capacity_leaves_the_old_cluster_only_once_the_gateway_processed_the_route() {
     let (ns, _op, fake) = setup_incremental("inc-lag").await;
     apply::<RayService>(&ns, &rayservice("lag", "rayproject/ray:2.52.0", 50, 1)).await;
-    let ready = wait_service(&ns, "lag", "Ready", |s| {
-        condition(s, "Ready").is_some_and(|c| c.0 == "True")
-            && active(s).is_some()
-            && sides(s).0.1.is_some()
-    })
-    .await;
+    let ready = ready_on_first_cluster(&ns, "lag").await;
     let first = active(&ready).unwrap();
     report_gateway_and_route(&ns, "lag", true).await;
     apply::<RayService>(&ns, &rayservice("lag", "rayproject/ray:2.53.0", 50, 1)).await;
@@ -504,12 +495,7 @@ async fn capacity_leaves_the_old_cluster_only_once_the_gateway_processed_the_rou
 async fn capacity_leaves_the_old_cluster_an_interval_after_its_traffic() {
     let (ns, _op, fake) = setup_incremental("inc-drain").await;
     apply::<RayService>(&ns, &rayservice("drain", "rayproject/ray:2.52.0", 100, 10)).await;
-    let ready = wait_service(&ns, "drain", "Ready", |s| {
-        condition(s, "Ready").is_some_and(|c| c.0 == "True")
-            && active(s).is_some()
-            && sides(s).0.1.is_some()
-    })
-    .await;
+    let ready = ready_on_first_cluster(&ns, "drain").await;
     let first = active(&ready).unwrap();
     accept_gateway_and_route(&ns, "drain").await;
     apply::<RayService>(&ns, &rayservice("drain", "rayproject/ray:2.53.0", 100, 10)).await;
